@@ -1,0 +1,170 @@
+"""Instants as integer ticks, and the date-string formats the emulator can serve.
+
+Every instant inside the emulator is an ``int`` of .NET-style ticks: 100 ns units since the Unix
+epoch, in UTC. Integers sort, compare and subtract cheaply, and they carry exactly the 7
+fractional digits a .NET ``DateTime`` has, so no format loses precision it would really have.
+
+Evo Voice types its dates as plain strings and the real format is unknown (api notes §2), so the
+emulator can render them in several shapes; see :data:`TIMESTAMP_FORMATS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+TICKS_PER_SECOND = 10_000_000
+TICKS_PER_MS = 10_000
+TICKS_PER_DAY = 86_400 * TICKS_PER_SECOND
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: ``z``: ``2026-11-28T14:03:22.1234567Z``; ``offset``: the same instant in the account's zone
+#: with ``+HH:MM``; ``naive``: no zone designator (meaning UTC); ``msdate``: ServiceStack's
+#: ``/Date(1700000000000-0000)/``; ``mixed``: one of the others chosen per session, with 0-7
+#: fractional digits.
+TIMESTAMP_FORMATS = ("z", "offset", "naive", "msdate", "mixed")
+
+_POW10 = [10**i for i in range(8)]
+
+
+def ticks_from_datetime(value: datetime) -> int:
+    """Ticks for an aware datetime (a naive one is taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * TICKS_PER_SECOND + delta.microseconds * 10
+
+
+def datetime_from_ticks(ticks: int) -> datetime:
+    """An aware UTC datetime for ``ticks`` (microsecond precision: the 7th digit is dropped)."""
+    return _EPOCH + timedelta(microseconds=ticks // 10)
+
+
+def day_start_ticks(day: date) -> int:
+    """Ticks at 00:00 UTC of ``day``."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * TICKS_PER_DAY
+
+
+def utc_day_of(ticks: int) -> date:
+    """The UTC calendar day that ``ticks`` falls in."""
+    return date.fromordinal(_EPOCH_ORDINAL + ticks // TICKS_PER_DAY)
+
+
+def local_midnight_ticks(day: date, tz: str) -> int:
+    """Ticks at 00:00 local time of ``day`` in the IANA zone ``tz``."""
+    return ticks_from_datetime(datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)))
+
+
+@lru_cache(maxsize=65_536)
+def _day_prefix(day_number: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + day_number).isoformat() + "T"
+
+
+@lru_cache(maxsize=262_144)
+def _offset_seconds(tz: str, quarter_hour: int) -> int:
+    # Offsets only change on quarter-hour boundaries in every zone we use, so caching per
+    # quarter hour turns a zoneinfo lookup (~1 µs) into a dict hit.
+    moment = datetime.fromtimestamp(quarter_hour * 900, ZoneInfo(tz))
+    offset = moment.utcoffset()
+    return int(offset.total_seconds()) if offset else 0
+
+
+def offset_seconds(tz: str, ticks: int) -> int:
+    """UTC offset of the IANA zone ``tz`` at the instant ``ticks``, in seconds."""
+    return _offset_seconds(tz, ticks // (900 * TICKS_PER_SECOND))
+
+
+def _clock(ticks: int, digits: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS[.fffffff]`` of ``ticks`` read as wall-clock time."""
+    seconds, frac = divmod(ticks, TICKS_PER_SECOND)
+    day_number, sod = divmod(seconds, 86_400)
+    hour, rem = divmod(sod, 3600)
+    minute, second = divmod(rem, 60)
+    text = f"{_day_prefix(day_number)}{hour:02d}:{minute:02d}:{second:02d}"
+    if digits:
+        return f"{text}.{frac // _POW10[7 - digits]:0{digits}d}"
+    return text
+
+
+def format_z(ticks: int, digits: int = 7) -> str:
+    """``2026-11-28T14:03:22.1234567Z``."""
+    return _clock(ticks, digits) + "Z"
+
+
+def format_naive(ticks: int, digits: int = 7) -> str:
+    """``2026-11-28T14:03:22.1234567`` (UTC, no designator)."""
+    return _clock(ticks, digits)
+
+
+def format_offset(ticks: int, tz: str, digits: int = 7) -> str:
+    """``2026-11-28T09:03:22.1234567-05:00``: local wall-clock time in ``tz`` plus its offset."""
+    offset = offset_seconds(tz, ticks)
+    sign = "-" if offset < 0 else "+"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{_clock(ticks + offset * TICKS_PER_SECOND, digits)}{sign}{hours:02d}:{minutes:02d}"
+
+
+def format_msdate(ticks: int) -> str:
+    """``/Date(1700000000000-0000)/``: ServiceStack's WCF-style date, milliseconds since epoch."""
+    return f"/Date({ticks // TICKS_PER_MS}-0000)/"
+
+
+def mixed_choice(oid: int) -> tuple[str, int]:
+    """The (format, fractional digits) a session gets under ``mixed``, derived from its id.
+
+    Deriving it from the id keeps it stable for a session however and whenever it is rendered.
+    """
+    mixed = (oid * 0x9E3779B97F4A7C15) >> 20
+    return ("z", "offset", "naive", "msdate")[mixed % 4], (mixed >> 4) % 8
+
+
+def session_formatter(fmt: str, tz: str, oid: int) -> Callable[[int], str]:
+    """The ticks -> string function for one session under the timestamp format ``fmt``.
+
+    ``tz`` is the session's account zone (used by ``offset``); ``oid`` its id as an integer
+    (used by ``mixed``).
+    """
+    digits = 7
+    if fmt == "mixed":
+        fmt, digits = mixed_choice(oid)
+    if fmt == "msdate":
+        return format_msdate
+    return _formatter(fmt, tz, digits)
+
+
+@lru_cache(maxsize=1024)
+def _formatter(fmt: str, tz: str, digits: int) -> Callable[[int], str]:
+    if fmt == "z":
+        return format_z if digits == 7 else lambda t: format_z(t, digits)
+    if fmt == "naive":
+        return lambda t: format_naive(t, digits)
+    if fmt == "offset":
+        return lambda t: format_offset(t, tz, digits)
+    raise ValueError(f"unknown timestamp format {fmt!r}")
+
+
+def parse_served(text: str) -> datetime:
+    """Parse any timestamp the emulator can serve back into an aware UTC datetime.
+
+    Meant for tests and ground-truth comparisons; microsecond precision.
+    """
+    if text.startswith("/Date("):
+        body = text[6:-2]
+        sign_at = max(body.rfind("+"), body.rfind("-"))
+        millis = int(body[:sign_at] if sign_at > 0 else body)
+        return _EPOCH + timedelta(milliseconds=millis)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{head}.{(digits + '000000')[:6]}{rest}"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

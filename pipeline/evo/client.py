@@ -1,0 +1,491 @@
+"""A plain HTTP client for the Evo Voice API: auth, one retry policy, and paging.
+
+No Dagster here: the client can be used from any script::
+
+    with EvoVoiceClient(EvoVoiceSettings.from_env()) as client:
+        for page in client.iter_pages("/sessions", {"startDate": "2026-11-01"}, what="Nov 1"):
+            ...
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from pipeline.evo.errors import (
+    AuthError,
+    BadResponse,
+    ClientError,
+    ConfigError,
+    RateLimited,
+    RequestFailed,
+    ServerError,
+)
+from pipeline.evo.settings import EvoVoiceSettings
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+AUTH_HINT = "check EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD"
+# A server that ignores `page` would otherwise be paged forever.
+MAX_PAGES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a ``List*`` response, as parsed JSON."""
+
+    number: int
+    items: list[dict[str, Any]]
+    has_more_pages: bool | None
+    total_count: int | None
+    size_bytes: int = 0
+
+    @property
+    def is_last(self) -> bool:
+        return not self.items or self.has_more_pages is False
+
+
+@dataclass
+class ClientStats:
+    """Counters for observability; safe to update from the paging threads."""
+
+    requests: int = 0
+    retries: int = 0
+    relogins: int = 0
+    pages: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class RateGate:
+    """One rate budget shared by every thread that talks to the API.
+
+    A 429 (or a Retry-After on any retryable answer) pauses *all* workers until the server's
+    deadline, not just the one that was told to slow down.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+
+    def pause_for(self, seconds: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    def wait(self, sleep: Callable[[float], None]) -> None:
+        while True:
+            with self._lock:
+                delay = self._resume_at - self._clock()
+            if delay <= 0:
+                return
+            sleep(delay)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, status: int | None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with full jitter for retry number ``attempt`` (1-based)."""
+    return rng.uniform(0, min(cap, initial * 2 ** (attempt - 1)))
+
+
+def query_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Encode like ServiceStack clients: booleans lower-case, lists comma-joined, None dropped."""
+    encoded = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            encoded[key] = "true" if value else "false"
+        elif isinstance(value, list | tuple | set | frozenset):
+            if value:
+                encoded[key] = ",".join(str(v) for v in value)
+        else:
+            encoded[key] = str(value)
+    return encoded
+
+
+class EvoVoiceClient:
+    """Talks to one Evo Voice deployment with cookie (credentials) or Basic auth.
+
+    Thread-safe: :meth:`iter_pages` fetches ahead with ``settings.concurrency`` threads that share
+    one HTTP connection pool, one login and one :class:`RateGate`.
+    """
+
+    def __init__(
+        self,
+        settings: EvoVoiceSettings,
+        *,
+        http: requests.Session | None = None,
+        rate_gate: RateGate | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int | None = None,
+    ) -> None:
+        if not settings.username or not settings.password.get_secret_value():
+            raise ConfigError("EVO_VOICE_USERNAME and EVO_VOICE_PASSWORD must both be set")
+        self.settings = settings
+        self.stats = ClientStats()
+        self.rate_gate = rate_gate or RateGate()
+        self._sleep = sleep
+        self._rng = random.Random(seed)
+        self._http = http or requests.Session()
+        pool = max(10, settings.concurrency * 2)
+        adapter = HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self._http.headers.update({"Accept": "application/json", "User-Agent": "evo-sync/0.1"})
+        self._login_lock = threading.Lock()
+        self._login_generation = 0
+        self._logged_in = False
+        if settings.auth == "basic":
+            token = f"{settings.username}:{settings.password.get_secret_value()}"
+            self._basic_header = "Basic " + base64.b64encode(token.encode()).decode()
+        else:
+            self._basic_header = ""
+
+    def __enter__(self) -> EvoVoiceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"EvoVoiceClient(base_url={self.settings.base_url!r}, auth={self.settings.auth!r})"
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def login(self) -> None:
+        """Log in with ``POST /auth/credentials`` and keep the ``ss-id``/``ss-pid`` cookies."""
+        if self.settings.auth == "basic":
+            return
+        body = {
+            "userName": self.settings.username,
+            "password": self.settings.password.get_secret_value(),
+            "rememberMe": True,
+        }
+        response = self._with_retries(
+            lambda: self._send("POST", "/auth/credentials", json_body=body),
+            what="login",
+            path="/auth/credentials",
+        )
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"Evo Voice rejected the login of user {self.settings.username!r} "
+                f"(HTTP {response.status_code}): {AUTH_HINT}"
+            )
+        if response.status_code >= 400:
+            raise ClientError(
+                f"POST /auth/credentials failed with HTTP {response.status_code}",
+                status=response.status_code,
+            )
+        self._logged_in = True
+        self._login_generation += 1
+
+    def _ensure_login(self, seen_generation: int | None = None) -> None:
+        with self._login_lock:
+            # Another thread may already have logged in again after our 401.
+            if self._logged_in and (
+                seen_generation is None or seen_generation != self._login_generation
+            ):
+                return
+            self.login()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def get_json(self, path: str, params: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+        """GET ``path`` and return its JSON object, retrying per the policy.
+
+        Args:
+            path: route under the base URL, e.g. ``/sessions``.
+            params: query parameters (lists are comma-joined, booleans lower-case).
+            what: human context for error messages, e.g. ``"day 2026-11-28 page 3"``.
+
+        Raises:
+            AuthError: a 401 survived a fresh login (or the login itself was refused).
+            RequestFailed: retries exhausted (the message names path, context and status).
+            BadResponse: the body is not a JSON object.
+            ClientError: any other 4xx.
+        """
+        query = query_params(params)
+        if self.settings.auth == "credentials":
+            self._ensure_login()
+
+        def attempt() -> dict[str, Any]:
+            generation = self._login_generation
+            response = self._send("GET", path, params=query)
+            if response.status_code == 401:
+                if self.settings.auth == "basic":
+                    raise AuthError(f"Evo Voice answered 401 to Basic auth for {path}: {AUTH_HINT}")
+                self.stats.add(relogins=1)
+                log.info("401 on %s (%s); logging in again", path, what)
+                self._ensure_login(seen_generation=generation)
+                response = self._send("GET", path, params=query)
+                if response.status_code == 401:
+                    raise AuthError(f"Evo Voice still answers 401 after a fresh login: {AUTH_HINT}")
+            return self._decode(response, path=path, what=what)
+
+        return self._with_retries(attempt, what=what, path=path)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+    ) -> requests.Response:
+        self.rate_gate.wait(self._sleep)
+        headers = {"Authorization": self._basic_header} if self._basic_header else None
+        self.stats.add(requests=1)
+        try:
+            response = self._http.request(
+                method,
+                self.settings.base_url + path,
+                params=params,
+                data=orjson.dumps(json_body) if json_body is not None else None,
+                headers={**(headers or {}), "Content-Type": "application/json"}
+                if json_body is not None
+                else headers,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})", None) from None
+        except requests.ConnectionError as exc:
+            raise _Retryable(f"connection error ({type(exc).__name__})", None) from None
+        if response.status_code in RETRYABLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None:
+                retry_after = min(retry_after, self.settings.max_retry_after)
+                if response.status_code == 429:
+                    self.rate_gate.pause_for(retry_after)
+            raise _Retryable(f"HTTP {response.status_code}", response.status_code, retry_after)
+        return response
+
+    def _decode(self, response: requests.Response, *, path: str, what: str) -> dict[str, Any]:
+        if response.status_code >= 400:
+            raise ClientError(
+                f"GET {path} ({what}) failed with HTTP {response.status_code}: "
+                f"{_error_message(response.content)}",
+                status=response.status_code,
+            )
+        content = response.content
+        self.stats.add(bytes=len(content))
+        try:
+            payload = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise _Retryable(
+                f"HTTP 200 body is not JSON ({kind}, {len(content)} bytes)", response.status_code
+            ) from None
+        if not isinstance(payload, dict):
+            raise BadResponse(
+                f"GET {path} ({what}): expected a JSON object, got {type(payload).__name__}"
+            )
+        return payload
+
+    def _with_retries(self, attempt: Callable[[], Any], *, what: str, path: str) -> Any:
+        for number in itertools.count(1):
+            try:
+                return attempt()
+            except _Retryable as exc:
+                if number >= self.settings.max_attempts:
+                    raise _exhausted(exc, path=path, what=what, attempts=number) from None
+                delay = backoff_delay(
+                    number,
+                    self.settings.initial_retry_delay,
+                    self.settings.max_retry_delay,
+                    self._rng,
+                )
+                if exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)
+                self.stats.add(retries=1)
+                log.debug(
+                    "retrying %s (%s) after %s, attempt %d, in %.2fs",
+                    path,
+                    what,
+                    exc.reason,
+                    number,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- paging -------------------------------------------------------------------------------
+
+    def fetch_page(self, path: str, params: Mapping[str, Any], number: int, *, what: str) -> Page:
+        """Fetch page ``number`` (0-based) of a ``List*`` operation with simplified paging."""
+        page_what = f"{what} page {number}"
+        payload = self.get_json(
+            path,
+            {
+                **params,
+                "page": number,
+                "countPerPage": self.settings.page_size,
+                "simplifiedPaging": True,
+            },
+            what=page_what,
+        )
+        items = payload.get("items", [])
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise BadResponse(
+                f"GET {path} ({page_what}): 'items' is {type(items).__name__}, not a list"
+            )
+        has_more = payload.get("hasMorePages")
+        total = payload.get("totalCount")
+        self.stats.add(pages=1)
+        return Page(
+            number=number,
+            items=items,
+            has_more_pages=has_more if isinstance(has_more, bool) else None,
+            total_count=total if isinstance(total, int) else None,
+        )
+
+    def iter_pages(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        what: str,
+        concurrency: int | None = None,
+    ) -> Iterator[Page]:
+        """Yield every page of a ``List*`` operation in page order, until an empty page or
+        ``hasMorePages == false`` -- never because a page is shorter than asked (servers cap
+        page sizes silently).
+
+        With ``concurrency > 1`` the next pages are fetched ahead in threads; pages past the end
+        are discarded, so the result does not depend on which request finishes first.
+        """
+        workers = concurrency or self.settings.concurrency
+        if workers <= 1:
+            yield from self._iter_pages_sequential(path, params, what)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="evo-page") as pool:
+            pending: dict[int, Future[Page]] = {}
+            next_number = 0
+            try:
+                previous_ids: list[Any] | None = None
+                for number in range(MAX_PAGES):
+                    while next_number < number + workers:
+                        pending[next_number] = pool.submit(
+                            self.fetch_page, path, params, next_number, what=what
+                        )
+                        next_number += 1
+                    page = pending.pop(number).result()
+                    previous_ids = _check_not_repeated(page, previous_ids, path, what)
+                    yield page
+                    if page.is_last:
+                        return
+                raise BadResponse(f"GET {path} ({what}): more than {MAX_PAGES} pages")
+            finally:
+                for future in pending.values():
+                    future.cancel()
+
+    def _iter_pages_sequential(
+        self, path: str, params: Mapping[str, Any], what: str
+    ) -> Iterator[Page]:
+        previous_ids: list[Any] | None = None
+        for number in range(MAX_PAGES):
+            page = self.fetch_page(path, params, number, what=what)
+            previous_ids = _check_not_repeated(page, previous_ids, path, what)
+            yield page
+            if page.is_last:
+                return
+        raise BadResponse(f"GET {path} ({what}): more than {MAX_PAGES} pages")
+
+    def count(self, path: str, params: Mapping[str, Any], *, what: str) -> int | None:
+        """The server's ``totalCount`` for a query (one tiny request without simplified paging)."""
+        payload = self.get_json(
+            path, {**params, "page": 0, "countPerPage": 1, "simplifiedPaging": False}, what=what
+        )
+        total = payload.get("totalCount")
+        return total if isinstance(total, int) else None
+
+    def iter_accounts(self) -> Iterator[dict[str, Any]]:
+        """Every account visible to the user (``GET /accounts``), as raw JSON objects."""
+        for page in self.iter_pages("/accounts", {}, what="accounts", concurrency=1):
+            yield from page.items
+
+
+def _check_not_repeated(
+    page: Page, previous_ids: list[Any] | None, path: str, what: str
+) -> list[Any]:
+    ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
+    if (
+        previous_ids is not None
+        and ids
+        and ids == previous_ids
+        and page.has_more_pages is not False
+    ):
+        raise BadResponse(
+            f"GET {path} ({what} page {page.number}): the server returned the previous page "
+            "again; it may not support the 'page' parameter"
+        )
+    return ids
+
+
+def _exhausted(exc: _Retryable, *, path: str, what: str, attempts: int) -> RequestFailed:
+    message = f"GET {path} ({what}) failed after {attempts} attempts: {exc.reason}"
+    if exc.status == 429:
+        return RateLimited(message, status=429)
+    if exc.status is not None and exc.status >= 500:
+        return ServerError(message, status=exc.status)
+    if exc.status == 200:
+        return BadResponse(message)
+    return RequestFailed(message, status=exc.status)
+
+
+def _error_message(content: bytes) -> str:
+    """The ServiceStack ``responseStatus.message`` of an error body, if there is one."""
+    try:
+        status = orjson.loads(content).get("responseStatus") or {}
+        return str(status.get("message") or status.get("errorCode") or "")[:200]
+    except (orjson.JSONDecodeError, AttributeError):
+        return "(no ServiceStack error body)"

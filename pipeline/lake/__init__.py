@@ -1,0 +1,1 @@
+"""Flatten API pages into Arrow tables, write the Parquet lake, load the DuckDB warehouse."""

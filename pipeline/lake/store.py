@@ -1,0 +1,160 @@
+"""The Parquet lake: ``<lake>/<table>/date=YYYY-MM-DD/part-0.parquet``, one folder per table and
+day, replaced whole on every re-sync so re-runs never duplicate.
+
+The lake location is URI-shaped (``EVO_LAKE_URI``: a folder today, ``s3://...`` later) and all
+file operations go through a ``pyarrow.fs`` filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.lake.flatten import FlatPage
+from pipeline.lake.schemas import SESSION_TABLES
+
+# Row groups of about this many rows: big enough for good zstd and scans, small enough that a
+# day's buffers stay bounded whatever the day's size.
+ROW_GROUP_ROWS = 128_000
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
+
+
+class Lake:
+    """A lake root on some filesystem."""
+
+    def __init__(self, uri: str) -> None:
+        if "://" not in uri:
+            uri = str(Path(uri).expanduser().resolve())
+            Path(uri).mkdir(parents=True, exist_ok=True)
+        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        self.uri = uri
+
+    def day_dir(self, table: str, day: date) -> str:
+        return f"{self.root}/{table}/date={day.isoformat()}"
+
+    def day_file(self, table: str, day: date) -> str:
+        return f"{self.day_dir(table, day)}/part-0.parquet"
+
+    def staging_dir(self, sync_id: str) -> str:
+        return f"{self.root}/_staging/{sync_id}"
+
+    def local_path(self, path: str) -> str:
+        """A path DuckDB can read (local filesystems only for now)."""
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            return path
+        return f"{self.uri.split('://', 1)[0]}://{path}"
+
+    def publish_day(self, staged: dict[str, str], day: date, sync_id: str) -> dict[str, str]:
+        """Move a day's staged folders into place, table by table; return the final files."""
+        trash = f"{self.root}/_trash/{sync_id}"
+        final = {}
+        for table, staged_dir in staged.items():
+            target = self.day_dir(table, day)
+            if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
+                old = f"{trash}/{table}/date={day.isoformat()}"
+                self.fs.create_dir(old.rsplit("/", 1)[0], recursive=True)
+                self.fs.move(target, old)
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self.fs.move(staged_dir, target)
+            final[table] = self.day_file(table, day)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_dir(trash)
+        return final
+
+    def discard(self, sync_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_dir(self.staging_dir(sync_id))
+
+
+@dataclass
+class _Buffer:
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+    writer: pq.ParquetWriter | None = None
+
+
+class RangeWriter:
+    """Streams flattened pages into staged Parquet files, one per table and day.
+
+    Memory stays bounded: each (table, day) buffers at most ``ROW_GROUP_ROWS`` rows before the
+    buffer is written out as a row group.
+    """
+
+    def __init__(self, lake: Lake, sync_id: str, days: list[date]) -> None:
+        self.lake = lake
+        self.sync_id = sync_id
+        self.days = days
+        self._buffers: dict[tuple[str, date], _Buffer] = defaultdict(_Buffer)
+        self.rows: dict[tuple[str, date], int] = defaultdict(int)
+
+    def staged_dir(self, table: str, day: date) -> str:
+        return f"{self.lake.staging_dir(self.sync_id)}/{table}/date={day.isoformat()}"
+
+    def write(self, flat: FlatPage) -> None:
+        for table_name, table in flat.tables.items():
+            if table.num_rows == 0:
+                continue
+            days = pc.unique(table["partition_date"]).to_pylist()
+            for day in days:
+                part = (
+                    table
+                    if len(days) == 1
+                    else table.filter(
+                        pc.equal(table["partition_date"], pa.scalar(day, pa.date32()))
+                    )
+                )
+                self._append(table_name, day, part)
+
+    def _append(self, table_name: str, day: date, part: pa.Table) -> None:
+        buffer = self._buffers[(table_name, day)]
+        buffer.tables.append(part)
+        buffer.rows += part.num_rows
+        self.rows[(table_name, day)] += part.num_rows
+        if buffer.rows >= ROW_GROUP_ROWS:
+            self._flush(table_name, day, buffer)
+
+    def _flush(self, table_name: str, day: date, buffer: _Buffer) -> None:
+        if buffer.writer is None:
+            directory = self.staged_dir(table_name, day)
+            self.lake.fs.create_dir(directory, recursive=True)
+            buffer.writer = pq.ParquetWriter(
+                f"{directory}/part-0.parquet",
+                SESSION_TABLES[table_name],
+                filesystem=self.lake.fs,
+                **PARQUET_OPTIONS,
+            )
+        if buffer.tables:
+            buffer.writer.write_table(
+                pa.concat_tables(buffer.tables), row_group_size=ROW_GROUP_ROWS
+            )
+        buffer.tables.clear()
+        buffer.rows = 0
+
+    def finish(self) -> dict[date, dict[str, str]]:
+        """Close every file (empty days get empty files) and return the staged folders."""
+        staged: dict[date, dict[str, str]] = {}
+        for day in self.days:
+            staged[day] = {}
+            for table_name in SESSION_TABLES:
+                buffer = self._buffers[(table_name, day)]
+                self._flush(table_name, day, buffer)
+                buffer.writer.close()
+                staged[day][table_name] = self.staged_dir(table_name, day)
+        self._buffers.clear()
+        return staged
+
+    def abort(self) -> None:
+        for buffer in self._buffers.values():
+            if buffer.writer is not None:
+                with contextlib.suppress(Exception):
+                    buffer.writer.close()
+        self._buffers.clear()
+        self.lake.discard(self.sync_id)

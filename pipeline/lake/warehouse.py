@@ -1,0 +1,240 @@
+"""The DuckDB warehouse: ``raw.*`` tables loaded from the lake, one partition day per transaction.
+
+DuckDB allows one writing process per file. Every write goes through :meth:`Warehouse.writer`,
+which holds an inter-process file lock beside the database, so parallel day syncs queue for the
+few hundred milliseconds a load takes instead of failing with lock errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from filelock import FileLock
+
+from pipeline.lake import schemas
+
+LOCK_TIMEOUT_SECONDS = 600
+_LINEAGE_ONLY_IN_LAKE = {"copy_ordinal"}
+
+
+def duckdb_type(arrow_type: pa.DataType) -> str:
+    if pa.types.is_string(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    if pa.types.is_int32(arrow_type):
+        return "INTEGER"
+    if pa.types.is_int64(arrow_type):
+        return "BIGINT"
+    if pa.types.is_float64(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_date32(arrow_type):
+        return "DATE"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ"
+    if pa.types.is_map(arrow_type):
+        return "VARCHAR"  # stored as JSON text in the warehouse
+    if pa.types.is_list(arrow_type):
+        return f"{duckdb_type(arrow_type.value_type)}[]"
+    raise TypeError(f"no DuckDB type for {arrow_type}")
+
+
+def _raw_columns(schema: pa.Schema) -> list[pa.Field]:
+    return [f for f in schema if f.name not in _LINEAGE_ONLY_IN_LAKE]
+
+
+def _select_list(schema: pa.Schema) -> str:
+    parts = []
+    for f in _raw_columns(schema):
+        if pa.types.is_map(f.type):
+            parts.append(f"CAST(to_json({f.name}) AS VARCHAR) AS {f.name}")
+        else:
+            parts.append(f.name)
+    return ", ".join(parts)
+
+
+ACCOUNTS = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("name", pa.string()),
+        ("parent_account_id", pa.string()),
+        ("twilio_account_sid", pa.string()),
+        ("ancestor_ids", pa.list_(pa.string())),
+        ("max_phone_numbers", pa.int32()),
+        ("is_byoa", pa.bool_()),
+        ("trust_hub_profile_sid", pa.string()),
+        ("logo_id", pa.string()),
+        ("logo_uri", pa.string()),
+        ("date_created", schemas.TIMESTAMP),
+        ("date_last_modified", schemas.TIMESTAMP),
+        ("created_by", pa.string()),
+        ("last_modified_by", pa.string()),
+        ("extra_fields", pa.string()),
+        ("synced_at", schemas.TIMESTAMP),
+    ]
+)
+ACCOUNT_BILLING_ITEMS = pa.schema(
+    [
+        ("account_id", pa.string()),
+        ("item", pa.string()),
+        ("base_cost", pa.float64()),
+        ("raw_unit_multiplier", pa.float64()),
+        ("unit_cost", pa.float64()),
+        ("allowance", pa.float64()),
+        ("synced_at", schemas.TIMESTAMP),
+    ]
+)
+
+
+@dataclass
+class DaySummary:
+    """One row of ``raw.synced_days``: what the latest successful sync of a day saw."""
+
+    partition_date: date
+    sync_id: str
+    synced_at: datetime
+    sessions: int = 0
+    members: int = 0
+    log_rows: int = 0
+    breadcrumbs: int = 0
+    rejected: int = 0
+    pages: int = 0
+    retries: int = 0
+    duplicates_removed: int = 0
+    outside_window: int = 0
+    window_first_day: date | None = None
+    window_last_day: date | None = None
+    window_distinct_sessions: int | None = None
+    server_total_count: int | None = None
+    complete: bool | None = None
+    unknown_fields: dict[str, int] = field(default_factory=dict)
+    unknown_enum_values: dict[str, int] = field(default_factory=dict)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["unknown_fields"] = json.dumps(self.unknown_fields, sort_keys=True)
+        row["unknown_enum_values"] = json.dumps(self.unknown_enum_values, sort_keys=True)
+        return row
+
+
+SYNCED_DAYS_DDL = """
+CREATE TABLE IF NOT EXISTS raw.synced_days (
+    partition_date DATE PRIMARY KEY,
+    sync_id VARCHAR NOT NULL,
+    synced_at TIMESTAMPTZ NOT NULL,
+    sessions INTEGER, members INTEGER, log_rows INTEGER, breadcrumbs INTEGER,
+    rejected INTEGER, pages INTEGER, retries INTEGER, duplicates_removed INTEGER,
+    outside_window INTEGER, window_first_day DATE, window_last_day DATE,
+    window_distinct_sessions INTEGER, server_total_count INTEGER, complete BOOLEAN,
+    unknown_fields VARCHAR, unknown_enum_values VARCHAR
+)
+"""
+
+SESSION_RAW_TABLES = (
+    "sessions",
+    "session_members",
+    "session_log",
+    "session_breadcrumbs",
+    "rejected_sessions",
+)
+
+
+class Warehouse:
+    """The DuckDB file at ``path`` and its writer lock."""
+
+    def __init__(self, path: str | Path, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+        self.path = Path(path).expanduser().resolve()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An exclusive read-write connection; other writers wait on the lock."""
+        with self._lock:
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                ensure_raw_schema(con)
+                yield con
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (waits for a writer to finish)."""
+        with self._lock:
+            con = duckdb.connect(str(self.path), read_only=True)
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                yield con
+            finally:
+                con.close()
+
+    def replace_day(
+        self, files: dict[str, str], summary: DaySummary, losers: list[int] | None = None
+    ) -> None:
+        """Replace one partition day in every raw table, as one transaction."""
+        with self.writer() as con:
+            replace_day(con, files, summary, losers or [])
+
+    def replace_accounts(self, accounts: pa.Table, items: pa.Table) -> None:
+        with self.writer() as con:
+            con.execute("BEGIN")
+            try:
+                for name, table in (("accounts", accounts), ("account_billing_items", items)):
+                    con.register("incoming", table)
+                    con.execute(f"DELETE FROM raw.{name}")
+                    con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM incoming")
+                    con.unregister("incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for table, schema in {
+        **schemas.SESSION_TABLES,
+        "accounts": ACCOUNTS,
+        "account_billing_items": ACCOUNT_BILLING_ITEMS,
+    }.items():
+        columns = ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in _raw_columns(schema))
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns})")
+    con.execute(SYNCED_DAYS_DDL)
+
+
+def replace_day(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, str],
+    summary: DaySummary,
+) -> None:
+    day = summary.partition_date
+    con.execute("BEGIN")
+    try:
+        for table in SESSION_RAW_TABLES:
+            schema = schemas.SESSION_TABLES[table]
+            con.execute(f"DELETE FROM raw.{table} WHERE partition_date = ?", [day])
+            con.execute(
+                f"INSERT INTO raw.{table} SELECT {_select_list(schema)} FROM read_parquet(?)",
+                [files[table]],
+            )
+        row = summary.as_row()
+        con.execute("DELETE FROM raw.synced_days WHERE partition_date = ?", [day])
+        con.execute(
+            f"INSERT INTO raw.synced_days ({', '.join(row)}) "
+            f"VALUES ({', '.join('?' for _ in row)})",
+            list(row.values()),
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
