@@ -91,6 +91,8 @@ def evo_sessions(
             on_day=lambda summary: progress.emit("day", summary),
             on_page=lambda rows: progress.emit("page", rows),
         )
+    for day, reason in outcome.failed.items():
+        progress.emit("failed", (day, reason))
     if outcome.failed:
         for summary in outcome.committed:
             for key in SESSION_KEYS.values():

@@ -148,10 +148,11 @@ def flatten_page(
 def _convert(
     items: Sequence[Any], stats: PageStats, rejected: list[dict[str, Any]]
 ) -> tuple[pa.StructArray, list[bool]]:
-    try:
-        return pa.array(items, type=schemas.SESSION_WIRE), [True] * len(items)
-    except _CONVERSION_ERRORS:
-        pass
+    if all(type(item) is dict for item in items):
+        try:
+            return pa.array(items, type=schemas.SESSION_WIRE), [True] * len(items)
+        except _CONVERSION_ERRORS:
+            pass
     stats.slow_pages += 1
     kept = [True] * len(items)
     normalised: list[dict[str, Any] | None] = []

@@ -1,0 +1,229 @@
+"""``evo-sync``: backfill days through the Dagster definitions, run the demo, serve the emulator.
+
+Heavy imports (Dagster, dbt) happen inside the commands that need them, so ``evo-sync --help``
+and ``evo-sync fake-api`` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from pipeline import config, progress
+
+log = logging.getLogger("evo_sync")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@dataclass
+class BackfillReport:
+    """What a backfill did: the CLI's exit status and failure lines come from here."""
+
+    days_ok: list[date] = field(default_factory=list)
+    failed: dict[date, str] = field(default_factory=dict)
+    sessions: int = 0
+    dbt_ok: bool | None = None
+    dbt_error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.dbt_ok is not False
+
+
+def run_backfill(
+    start: date, end: date, *, with_dbt: bool = True, show_progress: bool = True
+) -> BackfillReport:
+    """Sync ``start..end`` (inclusive) through the Dagster definitions, then build dbt.
+
+    Runs are recorded in the Dagster instance at ``DAGSTER_HOME`` when it is set (an ephemeral
+    one otherwise). Each day commits on its own, so earlier days stay loaded on failure.
+    """
+    if end < start:
+        raise SystemExit(f"evo-sync: --end {end} is before --start {start}")
+    import dagster as dg
+    from tqdm import tqdm
+
+    from pipeline.assets.ingestion import MAX_PARTITIONS_PER_RUN
+    from pipeline.definitions import defs
+
+    _quiet_dagster()
+    instance = (
+        dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME")
+        else (dg.DagsterInstance.ephemeral())
+    )
+    report = BackfillReport()
+    total_days = (end - start).days + 1
+    bar = tqdm(
+        total=total_days,
+        unit="day",
+        disable=not show_progress,
+        file=sys.stderr,
+        desc="syncing",
+        dynamic_ncols=True,
+    )
+
+    def listen(event: str, payload: Any) -> None:
+        if event == "day":
+            report.days_ok.append(payload.partition_date)
+            report.sessions += payload.sessions
+            bar.update(1)
+            bar.set_postfix(sessions=report.sessions, refresh=False)
+        elif event == "failed":
+            day, reason = payload
+            report.failed[day] = reason
+            bar.update(1)
+
+    progress.set_listener(listen)
+    try:
+        job = defs.resolve_job_def("ingest_job")
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(end, chunk_start + timedelta(days=MAX_PARTITIONS_PER_RUN - 1))
+            result = job.execute_in_process(
+                instance=instance,
+                tags={
+                    dg.ASSET_PARTITION_RANGE_START_TAG: chunk_start.isoformat(),
+                    dg.ASSET_PARTITION_RANGE_END_TAG: chunk_end.isoformat(),
+                },
+                raise_on_error=False,
+            )
+            if not result.success:
+                _record_unexplained_failures(result, report, chunk_start, chunk_end)
+            chunk_start = chunk_end + timedelta(days=1)
+    finally:
+        progress.set_listener(None)
+        bar.close()
+
+    if with_dbt and report.days_ok:
+        result = defs.resolve_job_def("dbt_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+        report.dbt_ok = result.success
+        if not result.success:
+            report.dbt_error = _first_failure(result) or "dbt build failed"
+    return report
+
+
+def _record_unexplained_failures(
+    result: Any, report: BackfillReport, first: date, last: date
+) -> None:
+    """Days of a failed run that neither committed nor reported a reason (a crash before the
+    fetch began, bad settings): give them the run's own error."""
+    reason = _first_failure(result) or "run failed"
+    day = first
+    while day <= last:
+        if day not in report.days_ok and day not in report.failed:
+            report.failed[day] = reason
+        day += timedelta(days=1)
+
+
+def _first_failure(result: Any) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            user = error.cause if error and error.cause else error
+            message = (user.message if user else "").strip()
+            return message.splitlines()[0] if message else "step failed"
+    return ""
+
+
+def _quiet_dagster() -> None:
+    """Dagster's console logger prints every event; on a terminal we want the progress bar and
+    the failures only."""
+    logging.getLogger("dagster").setLevel(logging.ERROR)
+    os.environ.setdefault("DAGSTER_CLI_API_GRPC_QUIET", "1")
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    report = run_backfill(
+        args.start, args.end, with_dbt=not args.no_dbt, show_progress=not args.quiet
+    )
+    for day, reason in sorted(report.failed.items()):
+        print(f"FAILED {day}: {reason}", file=sys.stderr)
+    if report.dbt_ok is False:
+        print(f"FAILED dbt build: {report.dbt_error}", file=sys.stderr)
+    print(
+        f"synced {len(report.days_ok)} of {(args.end - args.start).days + 1} days, "
+        f"{report.sessions} sessions"
+        + ("" if report.dbt_ok is None else f"; dbt build {'ok' if report.dbt_ok else 'failed'}")
+    )
+    return 0 if report.ok else 1
+
+
+def cmd_fake_api(args: argparse.Namespace) -> int:
+    from pipeline.emulator import EmulatorConfig, serve_forever
+
+    emulator_config = EmulatorConfig(
+        seed=args.seed,
+        sessions_per_day=args.sessions_per_day,
+        days_of_history=args.days,
+        live_clock=True,
+    )
+    serve_forever(emulator_config, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(days=args.days, sessions_per_day=args.sessions_per_day, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evo-sync", description="Evo Voice call-analytics warehouse: sync, demo, emulator."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    backfill = commands.add_parser(
+        "backfill", help="sync a range of days through Dagster, then build the dbt models"
+    )
+    backfill.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--end", type=_date, required=True, help="last day (inclusive)")
+    backfill.add_argument("--no-dbt", action="store_true", help="skip the dbt build")
+    backfill.add_argument("--quiet", action="store_true", help="no progress bar")
+    backfill.set_defaults(func=cmd_backfill)
+
+    demo = commands.add_parser(
+        "demo", help="start the emulator, backfill the last 14 days, build, and summarise"
+    )
+    demo.add_argument("--days", type=int, default=14)
+    demo.add_argument("--sessions-per-day", type=int, default=1500)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    fake = commands.add_parser("fake-api", help="serve the Evo Voice emulator")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8000)
+    fake.add_argument("--seed", type=int, default=7)
+    fake.add_argument("--sessions-per-day", type=int, default=1500)
+    fake.add_argument("--days", type=int, default=45, help="days of history")
+    fake.set_defaults(func=cmd_fake_api)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config.export_data_dir()
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Client decisions without a server: paging termination, retries, Retry-After, re-login,
+bad bodies, and that errors never carry the password."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from email.utils import formatdate
+from urllib.parse import parse_qsl, urlparse
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from pipeline.evo.client import EvoVoiceClient, RateGate, backoff_delay, parse_retry_after
+from pipeline.evo.errors import AuthError, BadResponse, ClientError, RateLimited, ServerError
+from pipeline.evo.settings import EvoVoiceSettings
+
+PASSWORD = "s3cret-Pa55word!"
+
+
+class ScriptedAdapter(BaseAdapter):
+    """Answers each request with the next scripted (status, body, headers) or raises."""
+
+    def __init__(self, handler: Callable[[requests.PreparedRequest], object]):
+        super().__init__()
+        self.handler = handler
+        self.requests: list[requests.PreparedRequest] = []
+
+    def send(self, request, **kwargs):
+        self.requests.append(request)
+        answer = self.handler(request)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body, headers = answer
+        response = requests.Response()
+        response.status_code = status
+        response._content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response.headers.update(headers or {})
+        response.request = request
+        response.url = request.url
+        return response
+
+    def close(self):
+        pass
+
+
+def make_client(handler, **overrides) -> tuple[EvoVoiceClient, ScriptedAdapter, list[float]]:
+    settings = EvoVoiceSettings(
+        base_url="http://evo.test",
+        username="ops@example.com",
+        password=PASSWORD,
+        concurrency=1,
+        initial_retry_delay=0.01,
+        max_retry_delay=0.05,
+        **overrides,
+    )
+    sleeps: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:  # a fake clock: tests never really wait
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    client = EvoVoiceClient(
+        settings, sleep=sleep, seed=1, rate_gate=RateGate(clock=lambda: clock[0])
+    )
+    adapter = ScriptedAdapter(handler)
+    client._http.mount("http://", adapter)
+    return client, adapter, sleeps
+
+
+def page_handler(pages: list[dict], login_status: int = 200):
+    def handler(request):
+        if request.path_url.startswith("/auth/credentials"):
+            return (login_status, {"sessionId": "abc"}, {"Set-Cookie": "ss-id=abc; path=/"})
+        query = dict(parse_qsl(urlparse(request.url).query))
+        number = int(query.get("page", 0))
+        return (200, pages[number] if number < len(pages) else {"items": []}, None)
+
+    return handler
+
+
+def items(*ids):
+    return [{"id": i} for i in ids]
+
+
+class TestPaging:
+    def test_stops_on_has_more_pages_false(self):
+        pages = [
+            {"items": items("a", "b"), "hasMorePages": True},
+            {"items": items("c"), "hasMorePages": False},
+        ]
+        client, adapter, _ = make_client(page_handler(pages))
+        got = [p.items for p in client.iter_pages("/sessions", {}, what="t")]
+        assert got == [items("a", "b"), items("c")]
+        assert sum("/sessions" in r.url for r in adapter.requests) == 2
+
+    def test_stops_on_empty_page_when_has_more_is_absent(self):
+        pages = [{"items": items("a")}, {"items": items("b")}, {"items": []}]
+        client, _, _ = make_client(page_handler(pages))
+        assert len(list(client.iter_pages("/sessions", {}, what="t"))) == 3
+
+    def test_short_page_is_not_the_end(self):
+        # A server capping countPerPage at 2 while we ask for 100 keeps paging.
+        pages = [
+            {"items": items("a", "b"), "hasMorePages": True},
+            {"items": items("c", "d"), "hasMorePages": True},
+            {"items": items("e"), "hasMorePages": False},
+        ]
+        client, _, _ = make_client(page_handler(pages), page_size=100)
+        ids = [i["id"] for p in client.iter_pages("/sessions", {}, what="t") for i in p.items]
+        assert ids == ["a", "b", "c", "d", "e"]
+
+    def test_null_items_is_an_empty_page(self):
+        client, _, _ = make_client(page_handler([{"items": None, "hasMorePages": True}]))
+        assert [p.items for p in client.iter_pages("/sessions", {}, what="t")] == [[]]
+
+    def test_sends_zero_based_simplified_paging(self):
+        client, adapter, _ = make_client(page_handler([{"items": []}]))
+        list(client.iter_pages("/sessions", {"accountIds": ["a", "b"]}, what="t"))
+        url = next(r.url for r in adapter.requests if "/sessions" in r.url)
+        assert "page=0" in url and "simplifiedPaging=true" in url
+        assert "countPerPage=100" in url and "accountIds=a%2Cb" in url
+
+    def test_server_ignoring_page_parameter_is_detected(self):
+        same = {"items": items("a", "b"), "hasMorePages": True}
+        client, _, _ = make_client(page_handler([same] * 5))
+        with pytest.raises(BadResponse, match="previous page again"):
+            list(client.iter_pages("/sessions", {}, what="day 2026-11-28"))
+
+    def test_concurrent_paging_yields_in_order_and_stops(self):
+        pages = [{"items": items(str(n)), "hasMorePages": n < 9} for n in range(10)]
+        client, _, _ = make_client(page_handler(pages))
+        got = [p.number for p in client.iter_pages("/sessions", {}, what="t", concurrency=4)]
+        assert got == list(range(10))
+
+    def test_items_not_a_list_names_day_and_page(self):
+        client, _, _ = make_client(page_handler([{"items": {"id": "a"}}]))
+        with pytest.raises(BadResponse, match=r"day 2026-11-28 page 0.*not a list"):
+            list(client.iter_pages("/sessions", {}, what="day 2026-11-28"))
+
+
+class TestRetries:
+    def test_retries_5xx_then_succeeds(self):
+        answers = iter(
+            [(500, b"{}", None), (503, b"<html>busy</html>", None), (200, {"items": []}, None)]
+        )
+        client, _, sleeps = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else next(answers)
+        )
+        assert client.get_json("/sessions", {}, what="t") == {"items": []}
+        assert client.stats.retries == 2 and len(sleeps) == 2
+
+    def test_connection_errors_and_timeouts_are_retried(self):
+        answers = iter(
+            [
+                requests.ConnectionError("reset"),
+                requests.ReadTimeout("slow"),
+                (200, {"items": []}, None),
+            ]
+        )
+        client, _, _ = make_client(lambda r: (200, {}, None) if "/auth" in r.url else next(answers))
+        assert client.get_json("/sessions", {}, what="t") == {"items": []}
+
+    def test_retry_after_is_honoured_and_pauses_everyone(self):
+        answers = iter([(429, b"", {"Retry-After": "7"}), (200, {"items": []}, None)])
+        client, _, sleeps = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else next(answers)
+        )
+        client.get_json("/sessions", {}, what="t")
+        assert max(sleeps) >= 7
+
+    def test_gives_up_with_path_context_and_status(self):
+        client, adapter, _ = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else (502, b"<html/>", None),
+            max_attempts=3,
+        )
+        with pytest.raises(
+            ServerError,
+            match=r"GET /sessions \(day 2026-11-28 page 4\) failed "
+            r"after 3 attempts: HTTP 502",
+        ):
+            client.get_json("/sessions", {}, what="day 2026-11-28 page 4")
+        assert sum("/sessions" in r.url for r in adapter.requests) == 3
+
+    def test_persistent_429_raises_rate_limited(self):
+        client, _, _ = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else (429, b"", None), max_attempts=2
+        )
+        with pytest.raises(RateLimited):
+            client.get_json("/sessions", {}, what="t")
+
+    def test_non_json_200_is_a_clear_error_not_an_empty_page(self):
+        client, _, _ = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else (200, b"<html>oops", None),
+            max_attempts=2,
+        )
+        with pytest.raises(BadResponse, match=r"day 2026-11-28 page 0.*not JSON"):
+            client.get_json("/sessions", {}, what="day 2026-11-28 page 0")
+
+    def test_400_is_not_retried_and_shows_servicestack_message(self):
+        body = {"responseStatus": {"errorCode": "ArgumentException", "message": "bad startDate"}}
+        client, adapter, _ = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else (400, body, None)
+        )
+        with pytest.raises(ClientError, match="bad startDate"):
+            client.get_json("/sessions", {}, what="t")
+        assert sum("/sessions" in r.url for r in adapter.requests) == 1
+
+    @pytest.mark.parametrize(
+        ("header", "expected"), [("3", 3.0), ("0", 0.0), ("junk", None), (None, None)]
+    )
+    def test_parse_retry_after_seconds(self, header, expected):
+        assert parse_retry_after(header) == expected
+
+    def test_parse_retry_after_http_date(self):
+        assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30
+
+    def test_backoff_is_capped_with_jitter(self):
+        import random
+
+        rng = random.Random(3)
+        delays = [backoff_delay(n, 0.5, 4.0, rng) for n in range(1, 20)]
+        assert all(0 <= d <= 4.0 for d in delays) and len(set(delays)) > 10
+
+    def test_rate_gate_waits_until_deadline(self):
+        now = [100.0]
+        gate = RateGate(clock=lambda: now[0])
+        gate.pause_for(5)
+        slept = []
+
+        def sleep(seconds):
+            slept.append(seconds)
+            now[0] += seconds
+
+        gate.wait(sleep)
+        assert slept == [5.0]
+
+
+class TestAuth:
+    def test_relogin_once_on_401_mid_run(self):
+        state = {"logins": 0, "calls": 0}
+
+        def handler(request):
+            if "/auth/credentials" in request.url:
+                state["logins"] += 1
+                return (200, {}, {"Set-Cookie": f"ss-id=s{state['logins']}; path=/"})
+            state["calls"] += 1
+            return (401, b"{}", None) if state["calls"] == 1 else (200, {"items": []}, None)
+
+        client, _, _ = make_client(handler)
+        assert client.get_json("/sessions", {}, what="t") == {"items": []}
+        assert state["logins"] == 2 and client.stats.relogins == 1
+
+    def test_second_401_raises_auth_error_without_password(self):
+        client, _, _ = make_client(
+            lambda r: (200, {}, None) if "/auth" in r.url else (401, b"{}", None)
+        )
+        with pytest.raises(AuthError) as caught:
+            client.get_json("/sessions", {}, what="t")
+        assert "EVO_VOICE_USERNAME" in str(caught.value) and PASSWORD not in str(caught.value)
+
+    def test_login_401_names_settings(self):
+        client, _, _ = make_client(page_handler([], login_status=401))
+        with pytest.raises(AuthError, match="EVO_VOICE_PASSWORD") as caught:
+            client.get_json("/sessions", {}, what="t")
+        assert PASSWORD not in str(caught.value) and PASSWORD not in repr(client)
+
+    def test_login_posts_credentials_and_remember_me(self):
+        client, adapter, _ = make_client(page_handler([{"items": []}]))
+        client.get_json("/sessions", {}, what="t")
+        body = json.loads(adapter.requests[0].body)
+        assert adapter.requests[0].path_url == "/auth/credentials"
+        assert body == {"userName": "ops@example.com", "password": PASSWORD, "rememberMe": True}
+
+    def test_basic_auth_sends_header_and_never_logs_in(self):
+        client, adapter, _ = make_client(page_handler([{"items": []}]), auth="basic")
+        client.get_json("/sessions", {}, what="t")
+        assert all("/auth" not in r.url for r in adapter.requests)
+        assert adapter.requests[0].headers["Authorization"].startswith("Basic ")
