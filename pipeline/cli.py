@@ -54,6 +54,9 @@ def run_backfill(
     import dagster as dg
     from tqdm import tqdm
 
+    if os.environ.get("DAGSTER_HOME"):
+        ensure_dagster_home()
+
     from pipeline.assets.ingestion import MAX_PARTITIONS_PER_RUN
     from pipeline.definitions import defs
 
@@ -181,6 +184,77 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days, sessions_per_day=args.sessions_per_day, seed=args.seed)
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    """``dagster dev`` on the workspace, against the emulator unless EVO_VOICE_BASE_URL is set."""
+    import subprocess
+
+    command = [
+        str(_venv_bin("dagster")),
+        "dev",
+        "-w",
+        str(config.PROJECT_ROOT / "workspace.yaml"),
+        "--port",
+        str(args.port),
+    ]
+    ensure_dagster_home()
+    if os.environ.get("EVO_VOICE_BASE_URL"):
+        return subprocess.call(command, cwd=config.PROJECT_ROOT)
+    from pipeline.emulator import EmulatorConfig, run_emulator
+
+    emulator_config = EmulatorConfig(seed=args.seed, days_of_history=45, live_clock=True)
+    with run_emulator(emulator_config) as emulator:
+        print(f"Evo Voice emulator at {emulator.base_url}")
+        env = {
+            **os.environ,
+            "EVO_VOICE_BASE_URL": emulator.base_url,
+            "EVO_VOICE_USERNAME": emulator_config.username,
+            "EVO_VOICE_PASSWORD": emulator_config.password,
+        }
+        return subprocess.call(command, cwd=config.PROJECT_ROOT, env=env)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt docs and serve them on localhost."""
+    import subprocess
+
+    from pipeline.dbt_project import dbt_executable
+
+    dbt = [dbt_executable()]
+    flags = [
+        "--project-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(config.DBT_PROJECT_DIR),
+    ]
+    status = subprocess.call([*dbt, "docs", "generate", *flags])
+    if status != 0 or args.no_serve:
+        return status
+    return subprocess.call(
+        [*dbt, "docs", "serve", "--port", str(args.port), "--host", "127.0.0.1", *flags]
+    )
+
+
+def _venv_bin(name: str):
+    from pathlib import Path
+
+    candidate = Path(sys.executable).with_name(name)
+    return candidate if candidate.exists() else name
+
+
+def ensure_dagster_home() -> None:
+    """Give a new DAGSTER_HOME our instance settings (telemetry off, one DuckDB writer)."""
+    from pathlib import Path
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(config.PROJECT_ROOT / ".dagster_home")
+        os.environ["DAGSTER_HOME"] = home
+    target = Path(home) / "dagster.yaml"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text((config.PROJECT_ROOT / "dagster.yaml").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evo-sync", description="Evo Voice call-analytics warehouse: sync, demo, emulator."
@@ -211,6 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--sessions-per-day", type=int, default=1500)
     fake.add_argument("--days", type=int, default=45, help="days of history")
     fake.set_defaults(func=cmd_fake_api)
+
+    dev = commands.add_parser(
+        "dev", help="dagster dev (with the emulator unless EVO_VOICE_BASE_URL is set)"
+    )
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--seed", type=int, default=7)
+    dev.set_defaults(func=cmd_dev)
+
+    docs = commands.add_parser("docs", help="generate and serve the dbt docs")
+    docs.add_argument("--port", type=int, default=8080)
+    docs.add_argument("--no-serve", action="store_true", help="only generate")
+    docs.set_defaults(func=cmd_docs)
     return parser
 
 

@@ -111,6 +111,11 @@ CARRIERS = ("Verizon Wireless", "AT&T Mobility", "T-Mobile", "Vodafone", "Telstr
 DEVICES = ("browser", "ios", "android", "sip", "desktop")
 APP_VERSIONS = ("4.12.3", "4.13.0", "4.13.1", "5.0.2")
 HOLD_QUEUES = ("Default Hold Queue", "Music On Hold", "Transfer Hold")
+OUTGOING_FAILURES = {
+    "NoAnswer": "No answer",
+    "Busy": "Line busy",
+    "Failed": "Call failed: number unreachable",
+}
 
 
 def _hex(rng: random.Random, nhex: int) -> str:
@@ -286,8 +291,16 @@ class World:
     def _oid(rng: random.Random, ticks: int) -> str:
         return f"{ticks // S:08x}{_hex(rng, 16)}"
 
-    def _endpoint(self, rng: random.Random, account: Account, customer: Customer, kind: str,
-                  name: str, created: int, **extra: Any) -> Endpoint:  # fmt: skip
+    def _endpoint(
+        self,
+        rng: random.Random,
+        account: Account,
+        customer: Customer,
+        kind: str,
+        name: str,
+        created: int,
+        **extra: Any,
+    ) -> Endpoint:
         endpoint = Endpoint(
             id=self._oid(rng, created),
             type=kind,
@@ -321,23 +334,33 @@ class World:
                 customer.numbers.append(
                     self._endpoint(
                         rng, account, customer, "PhoneNumber", number, created, phone_number=number
-                    )  # fmt: skip
+                    )
                 )
             for _ in range(rng.randint(2, 6)):
                 agent_name = person_name(rng)
                 local = "".join(ch for ch in agent_name.lower() if ch.isascii() and ch.isalnum())
                 agent = self._endpoint(
-                    rng, account, customer, "User", agent_name, created,
+                    rng,
+                    account,
+                    customer,
+                    "User",
+                    agent_name,
+                    created,
                     email=f"{local or 'agent'}{rng.randrange(100)}@example.com",
                     device=rng.choice(DEVICES),
-                )  # fmt: skip
+                )
                 if rng.random() < 0.5:
                     agent.avatar_url = f"https://evovoice.io/avatars/{agent.id}.png"
                 customer.agents.append(agent)
             customer.team = self._endpoint(
-                rng, account, customer, "Team", rng.choice(TEAM_NAMES), created,
+                rng,
+                account,
+                customer,
+                "Team",
+                rng.choice(TEAM_NAMES),
+                created,
                 member_ids=[a.id for a in customer.agents],
-            )  # fmt: skip
+            )
             self.customers[customer_id] = customer
             account.customers.append(customer)
             return customer
@@ -524,8 +547,7 @@ class SessionFactory:
                     kind = rand()
                     outcome = "NoAnswer" if kind < 0.6 else ("Busy" if kind < 0.85 else "Failed")
                     end = ring_start + int(((20 + rand() * 15) if kind < 0.6 else rand() * 3) * S)
-                    log.append((end, {"NoAnswer": "No answer", "Busy": "Line busy",
-                                      "Failed": "Call failed: number unreachable"}[outcome]))  # fmt: skip
+                    log.append((end, OUTGOING_FAILURES[outcome]))
                     log.append((end + S // 10, "Call ended"))
                     end += S // 10
             if answered_at:
@@ -647,18 +669,20 @@ class SessionFactory:
             transfer_target = agents[(agents.index(agent) + 1) % len(agents)]
             log.append((transfer_at, f"Call transferred to {transfer_target.name} by {agent.name}"))
             log.sort(key=lambda entry: entry[0])
-            members.append({
-                "identity": transfer_target.id,
-                "endpointId": transfer_target.id,
-                "displayName": transfer_target.name,
-                "isOriginalMember": False,
-                "avatarUrl": transfer_target.avatar_url,
-                "applicationData": {"device": transfer_target.device},
-                "callState": "None",
-                "role": "Transfer",
-                "callSid": "CA" + _hex(rng, 32),
-                "muted": False,
-            })  # fmt: skip
+            members.append(
+                {
+                    "identity": transfer_target.id,
+                    "endpointId": transfer_target.id,
+                    "displayName": transfer_target.name,
+                    "isOriginalMember": False,
+                    "avatarUrl": transfer_target.avatar_url,
+                    "applicationData": {"device": transfer_target.device},
+                    "callState": "None",
+                    "role": "Transfer",
+                    "callSid": "CA" + _hex(rng, 32),
+                    "muted": False,
+                }
+            )
 
         modified = (log[-1][0] if log else created) + (int(rand() * 3 * S) if ended else 0)
         modified_by = "system"
@@ -705,7 +729,7 @@ class SessionFactory:
             "ended": ended,
             "outcome": outcome if ended else None,
             "callSid": call_sid,
-            "consoleData": '{"ticket":"T-%05d"}' % int(rand() * 99999) if rand() < 0.05 else None,
+            "consoleData": f'{{"ticket":"T-{int(rand() * 99999):05d}"}}' if rand() < 0.05 else None,
             "holdQueueName": HOLD_QUEUES[int(rand() * 3)] if hold and hold[0] <= now else None,
             "heldByUserId": agent.id if hold and hold[0] <= now else None,
             "holdReason": "Transferring" if transfer_target else "None",
@@ -729,13 +753,27 @@ class SessionFactory:
             "lastModifiedBy": modified_by,
         }
         if transfer_target is not None and child_id is not None:
-            children.append((self._transfer_child(rng, doc, agent, transfer_target, transfer_at,
-                                                  end, child_id, number), session_id))  # fmt: skip
+            children.append(
+                (
+                    self._transfer_child(
+                        rng, doc, agent, transfer_target, transfer_at, end, child_id, number
+                    ),
+                    session_id,
+                )
+            )
         return [(doc, None), *children]
 
     @staticmethod
-    def _transfer_child(rng: random.Random, parent: dict, agent: Endpoint, target: Endpoint,
-                        start: int, end: int, child_id: str, number: Endpoint) -> dict:  # fmt: skip
+    def _transfer_child(
+        rng: random.Random,
+        parent: dict,
+        agent: Endpoint,
+        target: Endpoint,
+        start: int,
+        end: int,
+        child_id: str,
+        number: Endpoint,
+    ) -> dict:
         """The outgoing leg an agent opens to hand a call over to a colleague."""
         answered = rng.random() < 0.85
         answered_at = start + int((2 + rng.random() * 10) * S)
@@ -744,10 +782,12 @@ class SessionFactory:
         finish = end if answered else answered_at
         log = [
             {"date": start, "message": f"Transfer call from {agent.name} to {target.name}"},
-            {"date": answered_at,
-             "message": f"Call answered by {target.name}" if answered else "No answer"},
+            {
+                "date": answered_at,
+                "message": f"Call answered by {target.name}" if answered else "No answer",
+            },
             {"date": finish, "message": "Call ended"},
-        ]  # fmt: skip
+        ]
         sid = "CA" + _hex(rng, 32)
         return {
             **parent,

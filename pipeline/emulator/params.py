@@ -169,7 +169,9 @@ class RequestArgs:
     def _bad(self, name: str, value: str) -> None:
         field = _pascal(name)
         self._errors.append(
-            field_error("SerializationException", field, f"'{value}' is an Invalid value for '{field}'")
+            field_error(
+                "SerializationException", field, f"'{value}' is an Invalid value for '{field}'"
+            )
         )
 
     def raise_binding_errors(self) -> None:
@@ -198,4 +200,6 @@ def _jsonish_to_str(value: Any) -> str:
 
 def argument_error(field: str, message: str) -> ApiError:
     """A 400 the way a service's own ``ArgumentException`` comes out."""
-    return ApiError(400, "ArgumentException", message, [field_error("ArgumentException", field, message)])
+    return ApiError(
+        400, "ArgumentException", message, [field_error("ArgumentException", field, message)]
+    )

@@ -648,8 +648,9 @@ class EmulatorStore:
                     if account_id
                     else self.factory.pick_account(rng)
                 )
-                doc, _ = self.factory.build(rng, account, created, self._new_session_id(created),
-                                            self._now)[0]  # fmt: skip
+                doc, _ = self.factory.build(
+                    rng, account, created, self._new_session_id(created), self._now
+                )[0]
                 if overrides:
                     doc.update(_canonical_changes(overrides))
                 self._apply_insert(doc, None, account.tz)
@@ -725,8 +726,14 @@ class EmulatorStore:
             rng = self._mutation_rng
             for _ in range(count):
                 created = None
-                if mode == "queried_day" and (query.range_lo is not None or query.range_hi is not None):
-                    lo = query.range_lo if query.range_lo is not None else query.range_hi - TICKS_PER_DAY
+                if mode == "queried_day" and (
+                    query.range_lo is not None or query.range_hi is not None
+                ):
+                    lo = (
+                        query.range_lo
+                        if query.range_lo is not None
+                        else query.range_hi - TICKS_PER_DAY
+                    )
                     hi = query.range_hi if query.range_hi is not None else lo + TICKS_PER_DAY
                     hi = min(hi, self._now + 1)
                     if lo < hi:
@@ -742,8 +749,9 @@ class EmulatorStore:
                     )
                 else:
                     account = self.factory.pick_account(rng)
-                doc, _ = self.factory.build(rng, account, created, self._new_session_id(created),
-                                            self._now)[0]  # fmt: skip
+                doc, _ = self.factory.build(
+                    rng, account, created, self._new_session_id(created), self._now
+                )[0]
                 self._apply_insert(doc, None, account.tz)
                 ids.append(doc["id"])
         return ids

@@ -178,12 +178,10 @@ class Warehouse:
             finally:
                 con.close()
 
-    def replace_day(
-        self, files: dict[str, str], summary: DaySummary, losers: list[int] | None = None
-    ) -> None:
+    def replace_day(self, files: dict[str, str], summary: DaySummary) -> None:
         """Replace one partition day in every raw table, as one transaction."""
         with self.writer() as con:
-            replace_day(con, files, summary, losers or [])
+            replace_day(con, files, summary)
 
     def replace_accounts(self, accounts: pa.Table, items: pa.Table) -> None:
         with self.writer() as con:

@@ -1,0 +1,52 @@
+"""Shared fixtures: a running emulator, client settings for it, a temporary lake and warehouse."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from pipeline.evo.client import EvoVoiceClient
+from pipeline.evo.settings import EvoVoiceSettings
+from pipeline.lake.store import Lake
+from pipeline.lake.warehouse import Warehouse
+
+# Frozen emulator clock: tests see the same "today" however long they run (09:30 UTC today,
+# so partitions and the archive cut-off line up with the wall clock the pipeline uses).
+NOW = datetime.combine(datetime.now(UTC).date(), time(9, 30), tzinfo=UTC)
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ["EVO_SYNC_START_DATE"] = (NOW.date() - timedelta(days=120)).isoformat()
+
+
+def client_settings(emulator, **overrides) -> EvoVoiceSettings:
+    """Settings for the real client against ``emulator``, with test-sized retry delays."""
+    values = {
+        "base_url": emulator.base_url,
+        "username": emulator.config.username,
+        "password": emulator.config.password,
+        "page_size": 50,
+        "initial_retry_delay": 0.01,
+        "max_retry_delay": 0.05,
+        "max_retry_after": 0.05,
+        "read_timeout": 1.0,
+        "connect_timeout": 1.0,
+        "max_attempts": 12,
+        **overrides,
+    }
+    return EvoVoiceSettings(**values)
+
+
+def make_client(emulator, **overrides) -> EvoVoiceClient:
+    return EvoVoiceClient(client_settings(emulator, **overrides), seed=11)
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
