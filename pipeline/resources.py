@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from pipeline import config
 from pipeline.evo.client import EvoVoiceClient, RateGate
-from pipeline.evo.settings import EvoVoiceSettings, build_settings, split_csv
+from pipeline.evo.settings import (
+    EvoVoiceSettings,
+    build_settings,
+    env_settings_fields,
+    split_csv,
+)
 from pipeline.lake.store import Lake
 from pipeline.lake.warehouse import Warehouse
 
@@ -15,50 +22,66 @@ _SHARED_RATE_GATE = RateGate()
 
 
 class EvoVoiceResource(dg.ConfigurableResource):
-    """Connection settings for the Evo Voice API; hands out :class:`EvoVoiceClient`s."""
+    """Connection settings for the Evo Voice API; hands out :class:`EvoVoiceClient`s.
+
+    Fields left unset are read from their ``EVO_VOICE_*`` variable when the run starts (see
+    :meth:`EvoVoiceSettings.from_env`), so one code location serves every environment.
+    """
 
     base_url: str
     username: str
     password: str
-    auth: str = "credentials"
-    account_ids: str = ""
-    timezone: str = "UTC"
-    page_size: int = 100
-    concurrency: int = 4
-    archive_after_days: int = 15
-    max_attempts: int = 8
+    auth: str | None = None
+    account_ids: str | None = None
+    timezone: str | None = None
+    page_size: int | None = None
+    concurrency: int | None = None
+    archive_after_days: int | None = None
+    read_timeout: float | None = None
+    max_attempts: int | None = None
 
     def settings(self) -> EvoVoiceSettings:
-        return build_settings(
-            {
-                "base_url": self.base_url,
-                "username": self.username,
-                "password": self.password,
-                "auth": (self.auth or "credentials").lower(),
-                "account_ids": split_csv(self.account_ids),
-                "timezone": self.timezone or "UTC",
-                "page_size": self.page_size,
-                "concurrency": self.concurrency,
-                "archive_after_days": self.archive_after_days,
-                "max_attempts": self.max_attempts,
-            }
+        raw = env_settings_fields()
+        raw.update(
+            {"base_url": self.base_url, "username": self.username, "password": self.password}
         )
+        for name in (
+            "auth",
+            "timezone",
+            "page_size",
+            "concurrency",
+            "archive_after_days",
+            "read_timeout",
+            "max_attempts",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                raw[name] = value
+        if self.account_ids is not None:
+            raw["account_ids"] = split_csv(self.account_ids)
+        return build_settings(raw)
 
     def get_client(self) -> EvoVoiceClient:
         return EvoVoiceClient(self.settings(), rate_gate=_SHARED_RATE_GATE)
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where the Parquet lake and the DuckDB warehouse live."""
+    """Where the Parquet lake and the DuckDB warehouse live. Empty fields mean: read
+    ``EVO_DATA_DIR`` / ``EVO_LAKE_URI`` when the run starts (defaults ``data/``, ``data/lake``)."""
 
-    data_dir: str
+    data_dir: str = ""
     lake_uri: str = ""
 
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve() if self.data_dir else config.data_dir()
+
     def lake(self) -> Lake:
-        return Lake(self.lake_uri or f"{self.data_dir}/lake")
+        if self.lake_uri:
+            return Lake(self.lake_uri)
+        return Lake(str(self.data_path() / "lake") if self.data_dir else config.lake_uri())
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(f"{self.data_dir}/warehouse.duckdb")
+        return Warehouse(self.data_path() / "warehouse.duckdb")
 
 
 def evo_voice_resource_from_env() -> EvoVoiceResource:
@@ -66,15 +89,8 @@ def evo_voice_resource_from_env() -> EvoVoiceResource:
         base_url=dg.EnvVar("EVO_VOICE_BASE_URL"),
         username=dg.EnvVar("EVO_VOICE_USERNAME"),
         password=dg.EnvVar("EVO_VOICE_PASSWORD"),
-        auth=config.env_str("EVO_VOICE_AUTH", "credentials"),
-        account_ids=config.env_str("EVO_VOICE_ACCOUNT_IDS", ""),
-        timezone=config.timezone_name(),
-        page_size=config.env_int("EVO_VOICE_PAGE_SIZE", 100),
-        concurrency=config.env_int("EVO_VOICE_CONCURRENCY", 4),
-        archive_after_days=config.env_int("EVO_VOICE_ARCHIVE_AFTER_DAYS", 15),
-        max_attempts=config.env_int("EVO_VOICE_MAX_ATTEMPTS", 8),
     )
 
 
 def warehouse_resource_from_env() -> WarehouseResource:
-    return WarehouseResource(data_dir=str(config.data_dir()), lake_uri=config.lake_uri())
+    return WarehouseResource()

@@ -10,9 +10,10 @@ Two layers:
   days can be generated lazily, in any order, and always come out the same. Sessions follow a
   business-hours arrival curve in each account's own time zone.
 
-Sessions come out in *canonical* form: the served camelCase dict, except that every timestamp
-(``dateCreated``, ``dateLastModified``, ``dateCompleted``, ``log[].date``) is an ``int`` of
-ticks (see :mod:`pipeline.emulator.timefmt`); the store renders them per the format knob.
+Sessions come out as :class:`SessionRecord`: the served JSON bytes (rendered in the requested
+timestamp format) plus the handful of fields queries filter and sort on. The JSON is assembled
+from pre-escaped fragments rather than built as dicts and serialized, which is what makes
+generation fast enough for hundreds of thousands of sessions a day.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from itertools import accumulate
 from typing import Any
+
+import orjson
 
 from pipeline.emulator.timefmt import (
     TICKS_PER_DAY,
     TICKS_PER_SECOND,
     day_start_ticks,
+    formatter_for,
     offset_seconds,
     ticks_from_datetime,
 )
@@ -122,6 +128,21 @@ def _hex(rng: random.Random, nhex: int) -> str:
     return f"{rng.getrandbits(nhex * 4):0{nhex}x}"
 
 
+def js(value: str | None) -> str:
+    """The JSON literal of a string, or ``null``."""
+    return "null" if value is None else orjson.dumps(value).decode()
+
+
+def jb(value: str) -> str:
+    """JSON-escaped text without the quotes, to splice into a larger JSON string."""
+    return orjson.dumps(value).decode()[1:-1]
+
+
+def _q(value: str | None) -> str:
+    # For values known to need no escaping (ids, E.164 numbers, SIDs, enum names).
+    return "null" if value is None else f'"{value}"'
+
+
 def phone_number(rng: random.Random, country: str) -> str:
     """A realistic E.164 number in a range reserved for fiction where the country has one."""
     if country == "US":
@@ -163,6 +184,18 @@ class Endpoint:
     avatar_url: str | None = None
     member_ids: list[str] = field(default_factory=list)
 
+    @cached_property
+    def js_name(self) -> str:
+        return js(self.name)
+
+    @cached_property
+    def jb_name(self) -> str:
+        return jb(self.name)
+
+    @cached_property
+    def js_avatar(self) -> str:
+        return js(self.avatar_url)
+
 
 @dataclass
 class Customer:
@@ -178,6 +211,22 @@ class Customer:
     agents: list[Endpoint] = field(default_factory=list)
     team: Endpoint | None = None
     created: int = 0
+    #: ``"accountId":...,"customerName":...,`` as served, shared by all its sessions.
+    json_prefix: str = ""
+    crumb_ids: tuple[str, ...] = ()
+
+
+class Contact:
+    """Someone outside the account who calls in, texts, faxes, or is called."""
+
+    __slots__ = ("carrier", "jb_display", "js_name", "name", "number")
+
+    def __init__(self, name: str | None, number: str, carrier: str) -> None:
+        self.name = name
+        self.number = number
+        self.carrier = carrier
+        self.js_name = js(name)
+        self.jb_display = jb(name or number)
 
 
 @dataclass
@@ -194,7 +243,7 @@ class Account:
     info: dict[str, Any]
     customers: list[Customer] = field(default_factory=list)
     customer_cum: list[float] = field(default_factory=list)
-    contacts: list[tuple[str | None, str, str]] = field(default_factory=list)
+    contacts: list[Contact] = field(default_factory=list)
 
 
 def _billing_item(rng: random.Random, base: float, unit: float, allowance: int) -> dict:
@@ -276,13 +325,21 @@ class World:
                 parent_id = account_id
             self._build_customers(rng, account)
             account.contacts = [
-                (
+                Contact(
                     None if rng.random() < 0.3 else person_name(rng),
                     phone_number(rng, account.country if rng.random() < 0.9 else "US"),
                     rng.choice(CARRIERS),
                 )
                 for _ in range(1500)
             ]
+            for customer in account.customers:
+                customer.crumb_ids = tuple(c["id"] for c in customer.breadcrumb)
+                customer.json_prefix = (
+                    f'"accountId":"{account.id}","accountName":{js(account.name)},'
+                    f'"customerId":"{customer.id}",'
+                    f'"customerBreadcrumb":{orjson.dumps(customer.breadcrumb).decode()},'
+                    f'"customerName":{js(customer.name)},'
+                )
             self.accounts.append(account)
         self.account_cum = list(accumulate(a.weight for a in self.accounts))
         self.by_account_id = {a.id: a for a in self.accounts}
@@ -453,10 +510,97 @@ MAX_CHAT_SECONDS = 8 * 3600
 MAX_SESSION_TICKS = MAX_CHAT_SECONDS * S + 3600 * S
 #: Late edits (notes, dispositions) land at most this long after a session ends.
 MAX_LATE_EDIT_TICKS = 2 * TICKS_PER_DAY
+NO_TICKS = -1
+
+
+class SessionRecord:
+    """One session as served: its JSON bytes plus what queries filter and sort on.
+
+    ``completed`` is ``NO_TICKS`` while the session is still running; ``parent_id`` is the
+    session a transfer leg belongs to (not a served field, but a ListSessions filter).
+    """
+
+    __slots__ = (
+        "account_id",
+        "completed",
+        "created",
+        "crumb_ids",
+        "endpoint_ids",
+        "from_text",
+        "id",
+        "modified",
+        "parent_id",
+        "raw",
+        "to_text",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        created: int,
+        modified: int,
+        completed: int,
+        account_id: str,
+        crumb_ids: tuple[str, ...],
+        endpoint_ids: tuple[str, ...],
+        parent_id: str | None,
+        from_text: str,
+        to_text: str,
+        raw: bytes,
+    ) -> None:
+        self.id = session_id
+        self.created = created
+        self.modified = modified
+        self.completed = completed
+        self.account_id = account_id
+        self.crumb_ids = crumb_ids
+        self.endpoint_ids = endpoint_ids
+        self.parent_id = parent_id
+        self.from_text = from_text
+        self.to_text = to_text
+        self.raw = raw
+
+    def replaced(self, raw: bytes, **fields: Any) -> SessionRecord:
+        """A copy with new JSON and, optionally, new query fields."""
+        copy = SessionRecord(
+            self.id, self.created, self.modified, self.completed, self.account_id,
+            self.crumb_ids, self.endpoint_ids, self.parent_id, self.from_text, self.to_text, raw,
+        )  # fmt: skip
+        for name, value in fields.items():
+            setattr(copy, name, value)
+        return copy
+
+
+def _log_json(fmt_ticks, log: list[tuple[int, str]]) -> str:
+    return ",".join([f'{{"date":"{fmt_ticks(t)}","message":"{m}"}}' for t, m in log])
+
+
+def _agent_member(agent: Endpoint, original: bool, state: str, role: str, sid: str | None,
+                  version: str) -> str:  # fmt: skip
+    return (
+        f'{{"identity":"{agent.id}","endpointId":"{agent.id}","displayName":{agent.js_name},'
+        f'"isOriginalMember":{"true" if original else "false"},"avatarUrl":{agent.js_avatar},'
+        f'"applicationData":{{"device":"{agent.device}","appVersion":"{version}"}},'
+        f'"callState":"{state}","role":"{role}","callSid":{_q(sid)},"muted":false}}'
+    )
+
+
+def _contact_member(contact: Contact, original: bool, state: str, role: str, sid: str | None,
+                    source: str) -> str:  # fmt: skip
+    display = contact.js_name if contact.name is not None else f'"{contact.number}"'
+    return (
+        f'{{"identity":"{contact.number}","endpointId":null,"displayName":{display},'
+        f'"isOriginalMember":{"true" if original else "false"},"avatarUrl":null,'
+        f'"applicationData":{{"carrier":"{contact.carrier}","source":"{source}"}},'
+        f'"callState":"{state}","role":"{role}","callSid":{_q(sid)},"muted":false}}'
+    )
 
 
 class SessionFactory:
-    """Builds sessions for one account stream; shared by day generation, drift and inserts."""
+    """Builds sessions; shared by day generation, drift and test inserts.
+
+    ``fmt`` is the timestamp format name (see :mod:`pipeline.emulator.timefmt`).
+    """
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -472,40 +616,42 @@ class SessionFactory:
         created: int,
         session_id: str,
         now: int,
-        child_id: str | None = None,
-    ) -> list[tuple[dict, str | None]]:
-        """One session created at ``created`` (plus a transfer child when ``child_id`` is given
-        and the call is transferred). Returns ``[(canonical doc, parent id or None), ...]``."""
+        fmt: str,
+        child_id: Callable[[int], str | None] | None = None,
+    ) -> list[SessionRecord]:
+        """One session created at ``created`` as it stands at ``now``.
+
+        When the call was transferred and ``child_id`` gives an id for a leg starting at that
+        instant, the transfer leg follows it in the returned list.
+        """
         rand = rng.random
-        customer = account.customers[
-            bisect_right(account.customer_cum, rand() * account.customer_cum[-1])
-        ]
+        cum = account.customer_cum
+        customer = account.customers[bisect_right(cum, rand() * cum[-1])]
         number = customer.numbers[int(rand() * len(customer.numbers))]
         agents = customer.agents
         agent = agents[int(rand() * len(agents))]
-        contact_name, contact_number, carrier = account.contacts[
-            int(rand() * len(account.contacts))
-        ]
+        contact = account.contacts[int(rand() * len(account.contacts))]
         r = rand()
         channel = "Voice" if r < 0.85 else ("Chat" if r < 0.95 else "Fax")
-        incoming = rand() < (0.65 if channel == "Voice" else 0.7 if channel == "Chat" else 0.6)
-        via_team = incoming and rand() < 0.6
+        voice = channel == "Voice"
+        incoming = rand() < (0.65 if voice else 0.7 if channel == "Chat" else 0.6)
+        via_team = voice and incoming and rand() < 0.6
         team = customer.team
-        ring_target = team.name if via_team else agent.name
-        if incoming and contact_name is None and rand() < 0.3:
-            contact_name = CNAM_PLACEHOLDERS[int(rand() * 3)]
+        ring_target = team.jb_name if via_team else agent.jb_name
+        from_name = contact.name
+        if incoming and from_name is None and rand() < 0.3:
+            from_name = CNAM_PLACEHOLDERS[int(rand() * 3)]
+        caller = contact.number
+        dialed = number.phone_number
 
         log: list[tuple[int, str]] = []
         missed = False
         answered_at = 0
         hold: tuple[int, int] | None = None
         transfer_at = 0
-        outcome: str
-        if channel == "Voice":
+        if voice:
             if incoming:
-                log.append(
-                    (created, f"Incoming call from {contact_number} to {number.phone_number}")
-                )
+                log.append((created, f"Incoming call from {caller} to {dialed}"))
                 ring_start = created + int((0.5 + rand() * 4) * S)
                 log.append((ring_start, f"Ringing {ring_target}"))
                 if rand() < 0.2:
@@ -529,16 +675,16 @@ class SessionFactory:
                         outcome = "Missed"
                         end = ring_start + int((20 + rand() * 15) * S)
                         log.append((end, f"No answer after {(end - created) // S} seconds"))
-                    log.append((end + S // 10, "Call ended"))
                     end += S // 10
+                    log.append((end, "Call ended"))
                 else:
                     outcome = "Answered"
                     answered_at = ring_start + int((3 + rand() * 22) * S)
-                    log.append((answered_at, f"Call answered by {agent.name}"))
+                    log.append((answered_at, f"Call answered by {agent.jb_name}"))
             else:
-                log.append((created, f"Outgoing call from {agent.name} to {contact_number}"))
+                log.append((created, f"Outgoing call from {agent.jb_name} to {caller}"))
                 ring_start = created + int((0.5 + rand() * 2) * S)
-                log.append((ring_start, f"Ringing {contact_number}"))
+                log.append((ring_start, f"Ringing {caller}"))
                 if rand() < 0.75:
                     outcome = "Answered"
                     answered_at = ring_start + int((4 + rand() * 20) * S)
@@ -548,140 +694,108 @@ class SessionFactory:
                     outcome = "NoAnswer" if kind < 0.6 else ("Busy" if kind < 0.85 else "Failed")
                     end = ring_start + int(((20 + rand() * 15) if kind < 0.6 else rand() * 3) * S)
                     log.append((end, OUTGOING_FAILURES[outcome]))
-                    log.append((end + S // 10, "Call ended"))
                     end += S // 10
+                    log.append((end, "Call ended"))
             if answered_at:
+                # Talk time is log-normal: median ~2.5 min, a long tail of hour-long calls.
                 talk = min(MAX_VOICE_SECONDS, max(5.0, math.exp(5.0 + 0.95 * rng.gauss(0.0, 1.0))))
                 end = answered_at + int(talk * S)
                 if talk > 60 and rand() < 0.1:
                     hold_start = answered_at + int(rand() * (talk - 40) * S)
                     hold = (hold_start, hold_start + int((10 + rand() * 30) * S))
-                    log.append((hold[0], f"Call placed on hold by {agent.name}"))
-                    log.append((hold[1], f"Call resumed by {agent.name}"))
+                    log.append((hold[0], f"Call placed on hold by {agent.jb_name}"))
+                    log.append((hold[1], f"Call resumed by {agent.jb_name}"))
                 if incoming and child_id is not None and len(agents) > 1 and rand() < 0.04:
                     transfer_at = (hold[1] if hold else answered_at) + int((5 + rand() * 20) * S)
                     if transfer_at >= end:
                         transfer_at = 0
-                who = "caller" if rand() < 0.55 else "agent"
-                log.append((end, f"Call ended by {who}"))
+                log.append((end, f"Call ended by {'caller' if rand() < 0.55 else 'agent'}"))
         elif channel == "Chat":
-            minutes = min(
-                MAX_CHAT_SECONDS / 60, max(0.5, math.exp(3.0 + 1.0 * rng.gauss(0.0, 1.0)))
-            )
+            minutes = min(MAX_CHAT_SECONDS / 60, max(0.5, math.exp(3.0 + rng.gauss(0.0, 1.0))))
             end = created + int(minutes * 60 * S)
             if incoming:
-                log.append((created, f"SMS received from {contact_number}"))
+                log.append((created, f"SMS received from {caller}"))
                 if rand() < 0.1:
                     missed = True
                     outcome = "Unanswered"
                     log.append((end, "Chat closed without reply"))
                 else:
                     outcome = "Completed"
-                    answered_at = created + int((10 + rand() * 300) * S)
-                    answered_at = min(answered_at, end - S)
-                    log.append((answered_at, f"Chat assigned to {agent.name}"))
-                    log.append((answered_at + S, f"Message sent by {agent.name}"))
-                    log.append((end, f"Chat closed by {agent.name}"))
+                    answered_at = min(created + int((10 + rand() * 300) * S), end - S)
+                    log.append((answered_at, f"Chat assigned to {agent.jb_name}"))
+                    log.append((answered_at + S, f"Message sent by {agent.jb_name}"))
+                    log.append((end, f"Chat closed by {agent.jb_name}"))
             else:
                 outcome = "Completed"
-                log.append((created, f"Chat started by {agent.name} to {contact_number}"))
-                log.append((created + S, f"Message sent by {agent.name}"))
-                log.append((end, f"Chat closed by {agent.name}"))
+                log.append((created, f"Chat started by {agent.jb_name} to {caller}"))
+                log.append((created + S, f"Message sent by {agent.jb_name}"))
+                log.append((end, f"Chat closed by {agent.jb_name}"))
         else:
             pages = 1 + int(rand() * 12)
             end = created + int((20 + pages * (8 + rand() * 10)) * S)
             failed = rand() < 0.05
             if incoming:
-                log.append((created, f"Incoming fax from {contact_number}"))
                 outcome = "Failed" if failed else "Received"
+                log.append((created, f"Incoming fax from {caller}"))
                 log.append(
                     (end, "Fax reception failed" if failed else f"Fax received ({pages} pages)")
                 )
             else:
-                log.append((created, f"Outgoing fax to {contact_number}"))
                 outcome = "Failed" if failed else "Sent"
+                log.append((created, f"Outgoing fax to {caller}"))
                 log.append((end, "Fax delivery failed" if failed else f"Fax sent ({pages} pages)"))
 
-        active = end > now
-        ended = not active
-        if active:
-            # In progress at "now": nothing after now has happened yet.
-            log = [entry for entry in log if entry[0] <= now]
-            if channel == "Voice":
-                if answered_at and answered_at <= now:
-                    on_hold = hold is not None and hold[0] <= now < hold[1]
-                    call_state = "Hold" if on_hold else "Connected"
-                else:
-                    call_state = "Ringing"
-            else:
-                call_state = "Connected"
-            connected = answered_at and answered_at <= now
-        else:
+        ended = end <= now
+        if ended:
             call_state = "Disconnected"
             connected = answered_at > 0
-
-        voice = channel == "Voice"
-        call_sid = ("CA" + _hex(rng, 32)) if channel != "Chat" else None
-        agent_sid = ("CA" + _hex(rng, 32)) if voice and answered_at else None
-        external = {
-            "identity": contact_number,
-            "endpointId": None,
-            "displayName": contact_name or contact_number,
-            "isOriginalMember": incoming,
-            "avatarUrl": None,
-            "applicationData": {"carrier": carrier, "source": "pstn" if voice else channel.lower()},
-            "callState": "None",
-            "role": "Caller" if incoming else "None",
-            "callSid": call_sid if incoming else (agent_sid if voice else None),
-            "muted": False,
-        }
-        agent_member = {
-            "identity": agent.id,
-            "endpointId": agent.id,
-            "displayName": agent.name,
-            "isOriginalMember": not incoming,
-            "avatarUrl": agent.avatar_url,
-            "applicationData": {
-                "device": agent.device,
-                "appVersion": APP_VERSIONS[int(rand() * 4)],
-            },
-            "callState": "None",
-            "role": "Agent" if incoming else "Caller",
-            "callSid": agent_sid if incoming else call_sid,
-            "muted": False,
-        }
-        if active:
-            external["callState"] = (
-                "Connected" if incoming or connected else ("Ringing" if voice else "Connected")
-            )
-            if connected or not incoming:
-                agent_member["callState"] = call_state if call_state != "Disconnected" else "None"
-                if call_state == "Ringing":
-                    agent_member["callState"] = "Connected"
-        if incoming:
-            members = [external, agent_member] if connected else [external]
         else:
-            members = [agent_member, external]
+            # In progress at "now": nothing after now has happened yet.
+            log = [entry for entry in log if entry[0] <= now]
+            connected = 0 < answered_at <= now
+            if not voice:
+                call_state = "Connected"
+            elif not connected:
+                call_state = "Ringing"
+            elif hold is not None and hold[0] <= now < hold[1]:
+                call_state = "Hold"
+            else:
+                call_state = "Connected"
+        held = hold is not None and hold[0] <= now
 
-        children: list[tuple[dict, str | None]] = []
-        transfer_target = None
+        call_sid = ("CA%032x" % rng.getrandbits(128)) if channel != "Chat" else None  # noqa: UP031
+        agent_sid = ("CA%032x" % rng.getrandbits(128)) if voice and answered_at else None  # noqa: UP031
+        version = APP_VERSIONS[int(rand() * 4)]
+        source = "pstn" if voice else ("chat" if channel == "Chat" else "fax")
+        if ended:
+            external_state = agent_state = "None"
+        else:
+            external_state = "Connected" if incoming or connected or not voice else "Ringing"
+            agent_state = call_state if call_state != "Ringing" else "Connected"
+        if incoming:
+            members = [_contact_member(contact, True, external_state, "Caller", call_sid, source)]
+            if connected:
+                members.append(
+                    _agent_member(agent, False, agent_state, "Agent", agent_sid, version)
+                )
+        else:
+            members = [
+                _agent_member(agent, True, agent_state, "Caller", call_sid, version),
+                _contact_member(contact, False, external_state, "None",
+                                agent_sid if voice else None, source),
+            ]  # fmt: skip
+
+        target = None
         if transfer_at and ended:
-            transfer_target = agents[(agents.index(agent) + 1) % len(agents)]
-            log.append((transfer_at, f"Call transferred to {transfer_target.name} by {agent.name}"))
+            target = agents[(agents.index(agent) + 1) % len(agents)]
+            log.append((transfer_at, f"Call transferred to {target.jb_name} by {agent.jb_name}"))
             log.sort(key=lambda entry: entry[0])
+            target_sid = "CA%032x" % rng.getrandbits(128)  # noqa: UP031
             members.append(
-                {
-                    "identity": transfer_target.id,
-                    "endpointId": transfer_target.id,
-                    "displayName": transfer_target.name,
-                    "isOriginalMember": False,
-                    "avatarUrl": transfer_target.avatar_url,
-                    "applicationData": {"device": transfer_target.device},
-                    "callState": "None",
-                    "role": "Transfer",
-                    "callSid": "CA" + _hex(rng, 32),
-                    "muted": False,
-                }
+                f'{{"identity":"{target.id}","endpointId":"{target.id}",'
+                f'"displayName":{target.js_name},"isOriginalMember":false,'
+                f'"avatarUrl":{target.js_avatar},"applicationData":{{"device":"{target.device}"}},'
+                f'"callState":"None","role":"Transfer","callSid":"{target_sid}","muted":false}}'
             )
 
         modified = (log[-1][0] if log else created) + (int(rand() * 3 * S) if ended else 0)
@@ -690,144 +804,136 @@ class SessionFactory:
             late = end + int((60 + rand() * (MAX_LATE_EDIT_TICKS / S - 60)) * S)
             if late <= now:
                 modified, modified_by = late, agent.id
-        if modified > now:
-            modified = max(created, now)
+        modified = max(created, min(modified, now))
 
-        if incoming:
-            from_address, from_name = contact_number, contact_name
-            to_address, destination = number.phone_number, None
-        else:
-            from_address, from_name = number.phone_number, agent.name
-            to_address = contact_number
-            destination = national_format(contact_number) if rand() < 0.5 else contact_number
-        display = from_name or from_address if incoming else contact_name or contact_number
         answered = connected and (incoming or channel == "Chat")
-        in_queue = via_team and active and not connected
-        doc = {
-            "dialState": "Active" if active and not incoming and not connected else "None",
-            "callState": call_state,
-            "queueState": (
-                ("Ringing" if in_queue else "Connected" if active else "Disconnected")
-                if via_team and voice
-                else "None"
-            ),
-            "accountId": account.id,
-            "accountName": account.name,
-            "customerId": customer.id,
-            "customerBreadcrumb": customer.breadcrumb,
-            "customerName": customer.name,
-            "endpointId": number.id if incoming else agent.id,
-            "endpointName": number.name if incoming else agent.name,
-            "dateCompleted": end if ended else None,
-            "destination": destination,
-            "toAddress": to_address,
-            "fromAddress": from_address,
-            "fromName": from_name,
-            "answeredByName": agent.name if answered else None,
-            "queueMemberId": agent.id if via_team and answered else None,
-            "channel": channel,
-            "ended": ended,
-            "outcome": outcome if ended else None,
-            "callSid": call_sid,
-            "consoleData": f'{{"ticket":"T-{int(rand() * 99999):05d}"}}' if rand() < 0.05 else None,
-            "holdQueueName": HOLD_QUEUES[int(rand() * 3)] if hold and hold[0] <= now else None,
-            "heldByUserId": agent.id if hold and hold[0] <= now else None,
-            "holdReason": "Transferring" if transfer_target else "None",
-            "conferenceSid": ("CF" + _hex(rng, 32)) if voice and connected else None,
-            "displayName": display,
-            "log": [{"date": when, "message": message} for when, message in log],
-            "members": members,
-            "callbackNumber": number.phone_number
-            if voice and not incoming and rand() < 0.3
-            else None,
-            "answeredById": agent.id if answered else None,
-            "direction": "Incoming" if incoming else "Outgoing",
-            "fromPhoneNumber": contact_number if channel == "Chat" else None,
-            "mostRecentParticipantCallSid": agent_sid if connected else None,
-            "wasMissed": missed and ended,
-            "ringQueueId": team.id if in_queue and voice else None,
-            "id": session_id,
-            "dateCreated": created,
-            "dateLastModified": modified,
-            "createdBy": "system" if incoming else agent.id,
-            "lastModifiedBy": modified_by,
-        }
-        if transfer_target is not None and child_id is not None:
-            children.append(
-                (
-                    self._transfer_child(
-                        rng, doc, agent, transfer_target, transfer_at, end, child_id, number
-                    ),
-                    session_id,
-                )
-            )
-        return [(doc, None), *children]
+        in_queue = via_team and not ended and not connected
+        if incoming:
+            from_address, from_name_js = caller, js(from_name)
+            to_address, destination_js = dialed, "null"
+            endpoint, display = number, jb(from_name) if from_name else caller
+        else:
+            from_address, from_name, from_name_js = dialed, agent.name, agent.js_name
+            to_address = caller
+            destination = national_format(caller) if rand() < 0.5 else caller
+            destination_js = f'"{destination}"'
+            endpoint, display = agent, contact.jb_display
+        if via_team:
+            queue_state = "Ringing" if in_queue else ("Disconnected" if ended else "Connected")
+        else:
+            queue_state = "None"
+        console = (
+            f'"{{\\"ticket\\":\\"T-{int(rand() * 99999):05d}\\"}}"' if rand() < 0.05 else "null"
+        )
+        hold_queue = f'"{HOLD_QUEUES[int(rand() * 3)]}"' if held else "null"
+        callback = f'"{dialed}"' if voice and not incoming and rand() < 0.3 else "null"
+        conference = ("CF%032x" % rng.getrandbits(128)) if voice and connected else None  # noqa: UP031
+        f = formatter_for(fmt, account.tz, session_id)
+        dial_state = "Active" if not ended and not incoming and not connected else "None"
+        completed_js = f'"{f(end)}"' if ended else "null"
+        text = (
+            f'{{"dialState":"{dial_state}",'
+            f'"callState":"{call_state}","queueState":"{queue_state}",{customer.json_prefix}'
+            f'"endpointId":"{endpoint.id}","endpointName":{endpoint.js_name},'
+            f'"dateCompleted":{completed_js},"destination":{destination_js},'
+            f'"toAddress":"{to_address}","fromAddress":"{from_address}","fromName":{from_name_js},'
+            f'"answeredByName":{agent.js_name if answered else "null"},'
+            f'"queueMemberId":{_q(agent.id if via_team and answered else None)},'
+            f'"channel":"{channel}","ended":{"true" if ended else "false"},'
+            f'"outcome":{_q(outcome if ended else None)},"callSid":{_q(call_sid)},'
+            f'"consoleData":{console},"holdQueueName":{hold_queue},'
+            f'"heldByUserId":{_q(agent.id if held else None)},'
+            f'"holdReason":"{"Transferring" if target else "None"}",'
+            f'"conferenceSid":{_q(conference)},"displayName":"{display}",'
+            f'"log":[{_log_json(f, log)}],"members":[{",".join(members)}],'
+            f'"callbackNumber":{callback},"answeredById":{_q(agent.id if answered else None)},'
+            f'"direction":"{"Incoming" if incoming else "Outgoing"}",'
+            f'"fromPhoneNumber":{_q(caller if channel == "Chat" else None)},'
+            f'"mostRecentParticipantCallSid":{_q(agent_sid if connected else None)},'
+            f'"wasMissed":{"true" if missed and ended else "false"},'
+            f'"ringQueueId":{_q(team.id if in_queue else None)},"id":"{session_id}",'
+            f'"dateCreated":"{f(created)}","dateLastModified":"{f(modified)}",'
+            f'"createdBy":"{"system" if incoming else agent.id}","lastModifiedBy":"{modified_by}"}}'
+        )
+        endpoint_ids = (endpoint.id, agent.id) if connected or not incoming else (endpoint.id,)
+        if target is not None:
+            endpoint_ids = (*endpoint_ids, target.id)
+        record = SessionRecord(
+            session_id,
+            created,
+            modified,
+            end if ended else NO_TICKS,
+            account.id,
+            customer.crumb_ids,
+            endpoint_ids,
+            None,
+            f"{from_address}\n{from_name or ''}".lower(),
+            f"{to_address}\n{'' if incoming else destination}".lower(),
+            text.encode(),
+        )
+        leg_id = child_id(transfer_at) if target is not None and child_id is not None else None
+        if leg_id is None:
+            return [record]
+        child = self._transfer_leg(rng, account, customer, number, agent, target, transfer_at,
+                                   end, leg_id, session_id, fmt, version)  # fmt: skip
+        return [record, child]
 
     @staticmethod
-    def _transfer_child(
-        rng: random.Random,
-        parent: dict,
-        agent: Endpoint,
-        target: Endpoint,
-        start: int,
-        end: int,
-        child_id: str,
-        number: Endpoint,
-    ) -> dict:
+    def _transfer_leg(rng: random.Random, account: Account, customer: Customer, number: Endpoint,
+                      agent: Endpoint, target: Endpoint, start: int, end: int, session_id: str,
+                      parent_id: str, fmt: str, version: str) -> SessionRecord:  # fmt: skip
         """The outgoing leg an agent opens to hand a call over to a colleague."""
         answered = rng.random() < 0.85
         answered_at = start + int((2 + rng.random() * 10) * S)
         if answered_at >= end:
             answered_at = start + (end - start) // 2
         finish = end if answered else answered_at
+        modified = finish + int(rng.random() * S)
+        sid = "CA%032x" % rng.getrandbits(128)  # noqa: UP031
         log = [
-            {"date": start, "message": f"Transfer call from {agent.name} to {target.name}"},
-            {
-                "date": answered_at,
-                "message": f"Call answered by {target.name}" if answered else "No answer",
-            },
-            {"date": finish, "message": "Call ended"},
+            (start, f"Transfer call from {agent.jb_name} to {target.jb_name}"),
+            (answered_at, f"Call answered by {target.jb_name}" if answered else "No answer"),
+            (finish, "Call ended"),
         ]
-        sid = "CA" + _hex(rng, 32)
-        return {
-            **parent,
-            "dialState": "None",
-            "callState": "Disconnected",
-            "queueState": "None",
-            "endpointId": agent.id,
-            "endpointName": agent.name,
-            "dateCompleted": finish,
-            "destination": target.name,
-            "toAddress": target.id,
-            "fromAddress": number.phone_number,
-            "fromName": agent.name,
-            "answeredByName": target.name if answered else None,
-            "queueMemberId": None,
-            "outcome": "Answered" if answered else "NoAnswer",
-            "callSid": sid,
-            "consoleData": None,
-            "holdQueueName": None,
-            "heldByUserId": None,
-            "holdReason": "None",
-            "displayName": f"Transfer to {target.name}",
-            "log": log,
-            "members": [
-                {**parent["members"][1], "role": "Caller", "callSid": sid},
-                {**parent["members"][-1]},
-            ],
-            "callbackNumber": None,
-            "answeredById": target.id if answered else None,
-            "direction": "Outgoing",
-            "fromPhoneNumber": None,
-            "mostRecentParticipantCallSid": parent["members"][-1]["callSid"],
-            "wasMissed": False,
-            "ringQueueId": None,
-            "id": child_id,
-            "dateCreated": start,
-            "dateLastModified": finish + int(rng.random() * S),
-            "createdBy": agent.id,
-            "lastModifiedBy": "system",
-        }
+        members = [
+            _agent_member(agent, True, "None", "Caller", sid, version),
+            f'{{"identity":"{target.id}","endpointId":"{target.id}",'
+            f'"displayName":{target.js_name},"isOriginalMember":false,'
+            f'"avatarUrl":{target.js_avatar},"applicationData":{{"device":"{target.device}"}},'
+            f'"callState":"None","role":"Transfer","callSid":null,"muted":false}}',
+        ]
+        f = formatter_for(fmt, account.tz, session_id)
+        text = (
+            f'{{"dialState":"None","callState":"Disconnected","queueState":"None",'
+            f'{customer.json_prefix}"endpointId":"{agent.id}","endpointName":{agent.js_name},'
+            f'"dateCompleted":"{f(finish)}","destination":{target.js_name},'
+            f'"toAddress":"{target.id}","fromAddress":"{number.phone_number}",'
+            f'"fromName":{agent.js_name},"answeredByName":{target.js_name if answered else "null"},'
+            f'"queueMemberId":null,"channel":"Voice","ended":true,'
+            f'"outcome":"{"Answered" if answered else "NoAnswer"}","callSid":"{sid}",'
+            f'"consoleData":null,"holdQueueName":null,"heldByUserId":null,"holdReason":"None",'
+            f'"conferenceSid":null,"displayName":"Transfer to {target.jb_name}",'
+            f'"log":[{_log_json(f, log)}],"members":[{",".join(members)}],'
+            f'"callbackNumber":null,"answeredById":{_q(target.id if answered else None)},'
+            f'"direction":"Outgoing","fromPhoneNumber":null,'
+            f'"mostRecentParticipantCallSid":{_q(sid if answered else None)},"wasMissed":false,'
+            f'"ringQueueId":null,"id":"{session_id}","dateCreated":"{f(start)}",'
+            f'"dateLastModified":"{f(modified)}","createdBy":"{agent.id}",'
+            f'"lastModifiedBy":"system"}}'
+        )
+        return SessionRecord(
+            session_id,
+            start,
+            modified,
+            finish,
+            account.id,
+            customer.crumb_ids,
+            (agent.id, target.id),
+            parent_id,
+            f"{number.phone_number}\n{agent.name}".lower(),
+            f"{target.id}\n{target.name}".lower(),
+            text.encode(),
+        )
 
 
 def sessions_for_day_count(sessions_per_day: int, weekend_factor: float, day: date) -> int:
@@ -843,12 +949,13 @@ def make_session_id(created: int, process: int, counter: int) -> str:
 
 
 def generate_day(
-    factory: SessionFactory, seed: int, day: date, count: int, now: int
-) -> list[tuple[dict, str | None, str]]:
-    """All sessions created on the UTC ``day``, as ``(canonical doc, parent id, account tz)``.
+    factory: SessionFactory, seed: int, day: date, count: int, now: int, fmt: str
+) -> list[SessionRecord]:
+    """All sessions created on the UTC ``day``, ordered by ``dateCreated``.
 
-    Depends only on ``(seed, day, count)`` and, for sessions still running or edited near it,
-    on ``now``; sessions created after ``now`` are left out.
+    Depends only on ``(seed, day, count)`` and -- for sessions still running or edited near it
+    -- on ``now``; sessions created after ``now`` do not exist yet. The timestamp format only
+    changes how instants are written.
     """
     rng = random.Random(f"evo-emulator/day/{seed}/{day.isoformat()}")
     rand = rng.random
@@ -862,22 +969,23 @@ def generate_day(
         arrivals.append((start + hour * HOUR + int(rand() * HOUR), account))
     arrivals.sort(key=lambda item: item[0])
     day_end = start + TICKS_PER_DAY
-    out: list[tuple[dict, str | None, str]] = []
-    children = 0
+    legs = 0
+
+    def leg_id(leg_created: int) -> str | None:
+        nonlocal legs
+        # A transfer leg starting on the next UTC day would belong to that day's stream;
+        # leaving it out keeps every day independent of its neighbours.
+        if leg_created >= day_end or leg_created > now:
+            return None
+        legs += 1
+        return make_session_id(leg_created, process, count + legs)
+
+    out: list[SessionRecord] = []
     build = factory.build
     for counter, (created, account) in enumerate(arrivals):
         if created > now:
             break
-        session_id = make_session_id(created, process, counter)
-        child_id = make_session_id(created, process, count + children)
-        for doc, parent_id in build(rng, account, created, session_id, now, child_id):
-            if parent_id is not None:
-                # A child that would start on the next UTC day belongs to that day's stream;
-                # it is dropped rather than letting one day's data depend on another's.
-                if doc["dateCreated"] >= day_end or doc["dateCreated"] > now:
-                    continue
-                doc["id"] = make_session_id(doc["dateCreated"], process, count + children)
-                children += 1
-            out.append((doc, parent_id, account.tz))
-    out.sort(key=lambda item: item[0]["dateCreated"])
+        out.extend(build(rng, account, created, make_session_id(created, process, counter),
+                         now, fmt, leg_id))  # fmt: skip
+    out.sort(key=lambda record: record.created)
     return out

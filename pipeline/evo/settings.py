@@ -84,17 +84,12 @@ class EvoVoiceSettings(BaseModel):
         base_url = env.get("EVO_VOICE_BASE_URL", "").strip()
         if not base_url:
             raise ConfigError("EVO_VOICE_BASE_URL is not set (e.g. https://evovoice.io)")
-        raw = {
-            "base_url": base_url,
-            "username": env.get("EVO_VOICE_USERNAME", ""),
-            "password": env.get("EVO_VOICE_PASSWORD", ""),
-            "auth": env.get("EVO_VOICE_AUTH", "credentials").strip().lower() or "credentials",
-            "account_ids": split_csv(env.get("EVO_VOICE_ACCOUNT_IDS", "")),
-            "timezone": env.get("EVO_VOICE_TIMEZONE", "UTC").strip() or "UTC",
-        }
-        for field, var in _NUMERIC_ENV.items():
-            if env.get(var, "").strip():
-                raw[field] = env[var].strip()
+        raw = env_settings_fields(env)
+        raw.update(
+            base_url=base_url,
+            username=env.get("EVO_VOICE_USERNAME", ""),
+            password=env.get("EVO_VOICE_PASSWORD", ""),
+        )
         return build_settings(raw)
 
 
@@ -114,6 +109,20 @@ _FIELD_TO_ENV = {
     "timezone": "EVO_VOICE_TIMEZONE",
     **_NUMERIC_ENV,
 }
+
+
+def env_settings_fields(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The non-secret settings that are set in the environment (unset ones keep defaults)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        "auth": env.get("EVO_VOICE_AUTH", "credentials").strip().lower() or "credentials",
+        "account_ids": split_csv(env.get("EVO_VOICE_ACCOUNT_IDS", "")),
+        "timezone": env.get("EVO_VOICE_TIMEZONE", "UTC").strip() or "UTC",
+    }
+    for field, var in _NUMERIC_ENV.items():
+        if env.get(var, "").strip():
+            raw[field] = env[var].strip()
+    return raw
 
 
 def build_settings(raw: Mapping[str, object]) -> EvoVoiceSettings:

@@ -714,7 +714,7 @@ def assert_rows_match(mart: str, actual: Rows, expected: Rows) -> None:
     assert sorted(actual, key=repr) == sorted(expected, key=repr), f"{mart}: keys differ"
     for key, want in expected.items():
         got = actual[key]
-        if mart == "dim_accounts" and got["billing_items"] is not None:
+        if isinstance(want.get("billing_items"), dict):
             got = got | {"billing_items": json.loads(got["billing_items"])}
         diffs = {c: (got[c], v) for c, v in want.items() if not same(got[c], v)}
         assert not diffs, f"{mart}{key}: (actual, expected) {diffs}"
@@ -794,6 +794,10 @@ def resynced(initial: Build) -> tuple[Build, Build, dict[str, int]]:
     copy = initial.data_dir.parent / "refresh" / "refreshed.duckdb"
     copy.parent.mkdir()
     shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy)) as con:
+        # Stale values that only a full rebuild *of the copy* repairs.
+        con.execute("update marts.fct_sessions set log_entry_count = -1")
+        con.execute("update marts.missed_call_rate_daily set total_calls = -1")
     refresh_dir = initial.data_dir.parent / "full_refresh"
     env = dbt_env(initial.data_dir, warehouse=copy)
     result = run_dbt(["build", "--full-refresh"], refresh_dir, env)

@@ -110,10 +110,10 @@ def test_wrong_password_fails_with_the_settings_to_fix(lake, warehouse):
     from pipeline.evo.errors import AuthError
 
     config = EmulatorConfig(seed=1, sessions_per_day=10, days_of_history=3, now=NOW)
-    with run_emulator(config) as emulator:
-        with (
-            make_client(emulator, password="wrong-Secret-123") as client,
-            pytest.raises(AuthError, match="EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD") as caught,
-        ):
-            sync_range(client, lake, warehouse, DAY, DAY)
+    with (
+        run_emulator(config) as emulator,
+        make_client(emulator, password="wrong-Secret-123") as client,
+        pytest.raises(AuthError, match="EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD") as caught,
+    ):
+        sync_range(client, lake, warehouse, DAY, DAY)
     assert "wrong-Secret-123" not in str(caught.value)
