@@ -59,6 +59,7 @@ def run_backfill(
 
     from pipeline.assets.ingestion import MAX_PARTITIONS_PER_RUN
     from pipeline.definitions import defs
+    from pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 
     _quiet_dagster()
     instance = (
@@ -97,8 +98,8 @@ def run_backfill(
             result = job.execute_in_process(
                 instance=instance,
                 tags={
-                    dg.ASSET_PARTITION_RANGE_START_TAG: chunk_start.isoformat(),
-                    dg.ASSET_PARTITION_RANGE_END_TAG: chunk_end.isoformat(),
+                    PARTITION_RANGE_START_TAG: chunk_start.isoformat(),
+                    PARTITION_RANGE_END_TAG: chunk_end.isoformat(),
                 },
                 raise_on_error=False,
             )

@@ -1,6 +1,5 @@
 """Jobs and the daily schedule."""
 
-
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,7 +8,11 @@ import dagster as dg
 from pipeline import config
 from pipeline.assets.ingestion import evo_accounts, evo_sessions
 from pipeline.assets.transform import evo_dbt_models
-from pipeline.partitions import daily_partitions
+from pipeline.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    daily_partitions,
+)
 
 sync_job = dg.define_asset_job(
     "sync_job",
@@ -51,7 +54,7 @@ def daily_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=f"daily-{last}",
         tags={
-            dg.ASSET_PARTITION_RANGE_START_TAG: first,
-            dg.ASSET_PARTITION_RANGE_END_TAG: last,
+            PARTITION_RANGE_START_TAG: first,
+            PARTITION_RANGE_END_TAG: last,
         },
     )

@@ -1,6 +1,5 @@
 """Ingestion assets: Evo Voice ``GET /sessions`` and ``GET /accounts`` -> Parquet lake -> DuckDB."""
 
-
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -290,4 +289,3 @@ def accounts_tables(raw_accounts, synced_at: datetime) -> tuple[pa.Table, pa.Tab
 
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-

@@ -1,13 +1,15 @@
 """dbt models as Dagster assets, downstream of the ingestion assets; dbt tests are asset checks."""
 
-
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from pipeline.dbt_project import dbt_project, ensure_manifest
+from pipeline.resources import WarehouseResource
 
 
 class EvoDbtTranslator(DagsterDbtTranslator):
@@ -30,7 +32,27 @@ class EvoDbtTranslator(DagsterDbtTranslator):
     dagster_dbt_translator=EvoDbtTranslator(),
     pool="duckdb_warehouse",
 )
-def evo_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def evo_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+):
     """Build the staging views and the marts (incremental by ``session_date``), and run every
     dbt test as an asset check."""
-    yield from dbt.cli(["build"], context=context).stream()
+    target = warehouse.warehouse()
+    # dbt holds the DuckDB file for the whole build: day loads of other runs wait meanwhile.
+    # DbtCliResource passes os.environ to dbt, so that is where the warehouse path goes.
+    with target.exclusive(), _environ(EVO_WAREHOUSE_PATH=str(target.path)):
+        yield from dbt.cli(["build"], context=context).stream()
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -155,6 +155,10 @@ class Warehouse:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
+    def exclusive(self) -> FileLock:
+        """The writer lock itself, for writers in other processes (``dbt build``)."""
+        return self._lock
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive read-write connection; other writers wait on the lock."""

@@ -29,7 +29,7 @@ import pytest
 
 # --------------------------------------------------------------------------- the data set
 
-# Helpers for the dbt tests: the raw-schema contract, a small hand-built data set, and a dbt runner.
+# The raw-schema contract (as loaded by pipeline/), a hand-built data set and a dbt runner.
 #
 # The data set is deliberately varied: three local days in America/New_York around the March
 # 2024 DST switch (one session created on a UTC date that differs from its local date), two

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.assets.ingestion import SESSIONS_KEY, evo_accounts, evo_sessions
 from pipeline.emulator import EmulatorConfig, run_emulator
+from pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from pipeline.resources import EvoVoiceResource, WarehouseResource
 from tests.conftest import NOW
 
@@ -165,8 +166,5 @@ def test_definitions_load_with_graph_partitions_schedule_and_checks():
     context = dg.build_schedule_context(scheduled_execution_time=NOW.replace(hour=2, minute=0))
     request = daily_sync_schedule(context)
     yesterday = NOW.date() - timedelta(days=1)
-    assert request.tags[dg.ASSET_PARTITION_RANGE_END_TAG] == yesterday.isoformat()
-    assert (
-        request.tags[dg.ASSET_PARTITION_RANGE_START_TAG]
-        == (yesterday - timedelta(days=3)).isoformat()
-    )
+    assert request.tags[PARTITION_RANGE_END_TAG] == yesterday.isoformat()
+    assert request.tags[PARTITION_RANGE_START_TAG] == (yesterday - timedelta(days=3)).isoformat()

@@ -4,7 +4,7 @@
         incremental_strategy='delete+insert',
         unique_key='session_date',
         on_schema_change='fail',
-        pre_hook=""
+        pre_hook="{{ delete_outdated_days(ref('fct_sessions')) }}"
     )
 }}
 
