@@ -17,13 +17,11 @@ from pipeline.partitions import (
 sync_job = dg.define_asset_job(
     "sync_job",
     selection=dg.AssetSelection.assets(evo_sessions, evo_accounts, evo_dbt_models),
-    partitions_def=daily_partitions,
     description="Sync a range of days from Evo Voice, refresh accounts, then build the marts.",
 )
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(evo_sessions),
-    partitions_def=daily_partitions,
     description="Sync a range of days from Evo Voice into the lake and raw tables only.",
 )
 dbt_job = dg.define_asset_job(

@@ -73,6 +73,10 @@ class RequestArgs:
         for key, value in parse_qsl(query, keep_blank_values=True):
             self._values.setdefault(key.lower(), []).append(value)
 
+    def set(self, name: str, value: str) -> None:
+        """Set a parameter outright (route path variables win over query and body)."""
+        self._values[name.lower()] = [value]
+
     def add_body(self, body: bytes, content_type: str) -> None:
         """Merge a request body; body values override query values of the same name."""
         if not body.strip():

@@ -345,7 +345,7 @@ class EvoVoiceEmulator:
         if method in ("POST", "PUT", "PATCH"):
             args.add_body(body, headers.get("content-type", "application/json"))
         for name, value in path_vars.items():
-            args.add_query(f"{name}={value}")
+            args.set(name, value)
         try:
             response, items = self._dispatch(op, method, args, headers)
         except ApiError as error:
@@ -372,7 +372,7 @@ class EvoVoiceEmulator:
         if op == "getsession":
             return self._get_session(args), 1
         if op == "listaccounts":
-            return self._list_entities(args, self.store.accounts(), "name", _account_filter), 0
+            return self._list_entities(args, self.store.accounts(), "name", _account_filter)
         if op == "getaccount":
             account_id = args.str("accountId") or args.str("id") or ""
             for account in self.store.accounts():
@@ -380,10 +380,10 @@ class EvoVoiceEmulator:
                     return _json(200, account), 0
             raise ApiError(404, "NotFound", f"Account '{account_id}' not found")
         if op == "listcustomers":
-            return self._list_entities(args, self.store.customers(), "name", _customer_filter), 0
+            return self._list_entities(args, self.store.customers(), "name", _customer_filter)
         if op == "listendpoints":
             entities = self.store.endpoints()
-            return self._list_entities(args, entities, "displayName", _endpoint_filter), 0
+            return self._list_entities(args, entities, "displayName", _endpoint_filter)
         raise ApiError(404, "NotFound", f"Unknown operation {op}")
 
     # -- auth --------------------------------------------------------------------------------
@@ -581,9 +581,7 @@ class EvoVoiceEmulator:
             shuffled=not config.honour_sort,
         )
         if config.drift_per_request:
-            self.store.drift(
-                query, config.drift_per_request, config.drift_mode, config.date_filter_tz
-            )
+            self.store.drift(query, config.drift_per_request, config.drift_mode)
         records = self.store.query(query)
         total = len(records)
         if fetch_all:
@@ -617,7 +615,7 @@ class EvoVoiceEmulator:
 
     def _get_session(self, args: RequestArgs) -> Response:
         session_id = args.str("sessionId") or args.str("id") or ""
-        record = self.store.session_raw(session_id)
+        record = self.store.record(session_id)
         # The live store does not hold archived sessions: a known id 404s once archived.
         if record is None or record.created < self.store.archive_cutoff_ticks():
             raise ApiError(404, "NotFound", f"Session '{session_id}' not found")
@@ -841,38 +839,37 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         body = self._read_body(headers)
         path, _, query = self.path.partition("?")
-        fault = None
-        op = None
+        response: Response | None = None
+        op = fault = None
         items = 0
-        status: int | None = None
         try:
             response, op, items, fault = app.handle(self.command, self.path, headers, body)
-            status = response.status
-            self._write(response)
         except _Drop:
             fault = "drop"
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
         except Exception as exc:  # a bug in the emulator: still answer like ServiceStack
-            status = 500
-            error = ApiError(500, type(exc).__name__, str(exc))
-            with contextlib.suppress(OSError):
-                self._write(_error_response(error))
+            response = _error_response(ApiError(500, type(exc).__name__, str(exc)))
+        # Recorded before answering, so a test that has its response also sees it counted.
         app.stats.record(
             RequestRecord(
                 method=self.command,
                 path=path,
                 query=parse_qs(query, keep_blank_values=True),
-                status=status,
+                status=response.status if response else None,
                 fault=fault,
                 at=started,
             ),
             OP_NAMES.get(op or ""),
-            items if status == 200 and op == "listsessions" else 0,
+            items if response is not None and response.status == 200 else 0,
         )
+        if response is None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        try:
+            self._write(response)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def _read_body(self, headers: dict[str, str]) -> bytes:
         if headers.get("transfer-encoding", "").lower() == "chunked":
