@@ -7,6 +7,8 @@ and ``evo-sync fake-api`` start instantly.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -97,6 +99,7 @@ def run_backfill(
             chunk_end = min(end, chunk_start + timedelta(days=MAX_PARTITIONS_PER_RUN - 1))
             result = job.execute_in_process(
                 instance=instance,
+                run_config=QUIET_RUN_CONFIG,
                 tags={
                     PARTITION_RANGE_START_TAG: chunk_start.isoformat(),
                     PARTITION_RANGE_END_TAG: chunk_end.isoformat(),
@@ -111,12 +114,18 @@ def run_backfill(
         bar.close()
 
     if with_dbt and report.days_ok:
-        result = defs.resolve_job_def("dbt_job").execute_in_process(
-            instance=instance, raise_on_error=False
-        )
+        # dbt prints a line per model and test; keep it for when something fails.
+        dbt_output = io.StringIO()
+        if show_progress:
+            print("building the dbt models (staging, marts, tests)...", file=sys.stderr)
+        with contextlib.redirect_stdout(dbt_output):
+            result = defs.resolve_job_def("dbt_job").execute_in_process(
+                instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+            )
         report.dbt_ok = result.success
         if not result.success:
             report.dbt_error = _first_failure(result) or "dbt build failed"
+            sys.stderr.write("".join(dbt_output.getvalue().splitlines(True)[-30:]))
     return report
 
 
@@ -143,11 +152,14 @@ def _first_failure(result: Any) -> str:
     return ""
 
 
+# Dagster's console logger prints every event; on a terminal we want the progress bar and the
+# failures only (the runs' full event logs stay in the Dagster instance).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
 def _quiet_dagster() -> None:
-    """Dagster's console logger prints every event; on a terminal we want the progress bar and
-    the failures only."""
-    logging.getLogger("dagster").setLevel(logging.ERROR)
-    os.environ.setdefault("DAGSTER_CLI_API_GRPC_QUIET", "1")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

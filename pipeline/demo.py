@@ -68,5 +68,9 @@ def print_summary(first, last) -> None:
     print(f"Lake:      {config.lake_uri()}")
     print("Next:")
     print("  make dev                                    # Dagster UI: assets, partitions, checks")
-    print(f"  .venv/bin/duckdb -readonly {warehouse}  # or: python -c 'import duckdb' ...")
+    print(
+        f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{warehouse}', read_only=True)"
+        ".sql('from marts.missed_call_rate_daily').show()\""
+    )
     print("  make docs                                   # dbt docs for every model and column")
+    print("  .venv/bin/evo-sync backfill --start YYYY-MM-DD --end YYYY-MM-DD  # more days")

@@ -638,9 +638,11 @@ class SessionFactory:
         via_team = voice and incoming and rand() < 0.6
         team = customer.team
         ring_target = team.jb_name if via_team else agent.jb_name
-        from_name = contact.name
+        from_name, from_name_js, display = contact.name, contact.js_name, contact.jb_display
         if incoming and from_name is None and rand() < 0.3:
+            # Carriers fill in a placeholder caller name when they have none (plain ASCII).
             from_name = CNAM_PLACEHOLDERS[int(rand() * 3)]
+            from_name_js, display = f'"{from_name}"', from_name
         caller = contact.number
         dialed = number.phone_number
 
@@ -809,15 +811,15 @@ class SessionFactory:
         answered = connected and (incoming or channel == "Chat")
         in_queue = via_team and not ended and not connected
         if incoming:
-            from_address, from_name_js = caller, js(from_name)
+            from_address = caller
             to_address, destination_js = dialed, "null"
-            endpoint, display = number, jb(from_name) if from_name else caller
+            endpoint = number
         else:
             from_address, from_name, from_name_js = dialed, agent.name, agent.js_name
             to_address = caller
             destination = national_format(caller) if rand() < 0.5 else caller
             destination_js = f'"{destination}"'
-            endpoint, display = agent, contact.jb_display
+            endpoint = agent
         if via_team:
             queue_state = "Ringing" if in_queue else ("Disconnected" if ended else "Connected")
         else:

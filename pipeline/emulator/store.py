@@ -179,6 +179,10 @@ class EmulatorStore:
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
+        # Data knobs are read once: changing them later would make days disagree.
+        self.seed = config.seed
+        self.sessions_per_day = config.sessions_per_day
+        self.weekend_factor = config.weekend_factor
         self.world = World(config.seed, config.accounts_count)
         self.factory = SessionFactory(self.world)
         now = config.now or datetime.now(UTC).replace(microsecond=0)
@@ -287,10 +291,8 @@ class EmulatorStore:
                     return data
 
     def _generate(self, day: date, fmt_key: FmtKey, now: int) -> list[SessionRecord]:
-        count = sessions_for_day_count(
-            self.config.sessions_per_day, self.config.weekend_factor, day
-        )
-        records = generate_day(self.factory, self.config.seed, day, count, now, fmt_key[0])
+        count = sessions_for_day_count(self.sessions_per_day, self.weekend_factor, day)
+        records = generate_day(self.factory, self.seed, day, count, now, fmt_key[0])
         if not fmt_key[1]:
             for record in records:
                 record.raw = orjson.dumps(_strip_nulls(orjson.loads(record.raw)))
@@ -485,7 +487,7 @@ class EmulatorStore:
             if checks:
                 chunk = [r for r in chunk if all(check(r) for check in checks)]
             records.extend(chunk)
-        key = _sort_key(query, self.config.seed)
+        key = _sort_key(query, self.seed)
         records.sort(key=key)
         with self._lock:
             self._queries[cache_key] = _QueryResult(records, key, self._matcher(query), fmt_key)
@@ -610,7 +612,7 @@ class EmulatorStore:
         self._insert_counter += 1
         session_id = make_session_id(created, self._insert_process, self._insert_counter)
         recipe = InsertRecipe(
-            f"evo-emulator/insert/{self.config.seed}/{session_id}", account_id, created, session_id
+            f"evo-emulator/insert/{self.seed}/{session_id}", account_id, created, session_id
         )
         day = utc_day_of(created)
         self._overlay(day).inserted[session_id] = recipe
