@@ -11,7 +11,6 @@ from pipeline.assets.transform import evo_dbt_models
 from pipeline.partitions import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    daily_partitions,
 )
 
 sync_job = dg.define_asset_job(

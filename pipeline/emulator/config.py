@@ -38,7 +38,9 @@ class EmulatorConfig:
         live_clock: Let the clock follow the wall clock while serving (re-read at most once a
             minute). Meant for a long-running ``fake-api``; keep it off in tests.
         accounts_count: Number of accounts; the first is a reseller parent of the others.
-        username, password: The one login the service accepts.
+        username, password: The one login the service accepts (user name case-insensitive).
+
+    Validation runs at construction only; keep runtime changes within the same ranges.
 
     Behaviour (read on every request):
         latency_ms: Delay added to every request; ``latency_jitter_ms`` adds uniform noise.
@@ -46,19 +48,24 @@ class EmulatorConfig:
         error_rate_500, error_rate_502, error_rate_503, error_rate_429, drop_rate, stall_rate:
             Probabilities (summing to at most 1) of each fault on a request. 500 carries a
             ServiceStack JSON error; 502/503 an HTML page from a "proxy"; 429 a ``Retry-After``;
-            a drop closes the socket without answering; a stall waits ``stall_seconds`` first.
+            a drop closes the socket without answering; a stall waits ``stall_seconds`` and
+            then answers normally (so a client read timeout trips first).
         retry_after_seconds: The ``Retry-After`` value on 429 (also sent on 503).
         retry_after_http_date: Send ``Retry-After`` as an HTTP-date instead of seconds.
         faults_on_auth_routes: Whether ``/auth*`` requests can fail too (default: exempt).
-        page_size_cap: Silently serve at most this many items per page (None: no cap).
+        page_size_cap: Silently serve at most this many items per page (None: no cap). The cap
+            acts like a server-side clamp of countPerPage: page N starts at ``N * cap`` and
+            totalPages is computed with the cap; ``all=true`` is not capped.
         max_count_per_page: ``countPerPage`` above this is a 400 (None: no limit).
         end_date_inclusive: Whether ``endDate=D`` includes the day D.
         date_filter_field: ``dateCreated`` or ``dateCompleted``: what startDate/endDate filter.
         date_filter_tz: IANA zone in which startDate/endDate days are read.
         honour_sort: When False, sortField/sortOrder are ignored and a fixed shuffled order
             (stable across requests) is served.
-        default_sort_field, default_sort_order: The order when no sortField is sent.
-        timestamp_format: One of ``z``, ``offset``, ``naive``, ``msdate``, ``mixed``.
+        default_sort_field, default_sort_order: The order when no sortField is sent (a
+            sortField without sortOrder sorts ascending, as a non-nullable enum would).
+        timestamp_format: One of ``z``, ``offset``, ``naive``, ``msdate``, ``mixed`` (see
+            :mod:`pipeline.emulator.timefmt`). Changing it re-renders days on next use.
         include_null_values: Serialize null fields (True) or omit them the way ServiceStack's
             default ``JsConfig.IncludeNullValues=false`` does (False).
         archive_cutoff_days: Sessions created before ``now - cutoff`` are served only with
@@ -69,8 +76,9 @@ class EmulatorConfig:
         cookie_expiry_requests: A login session dies after this many authenticated requests
             (None: never). Basic auth is not affected.
         request_log_size: How many requests ``stats.request_log`` keeps.
-        max_cached_sessions: Budget of generated sessions kept in memory; least recently used
-            days beyond it are dropped and regenerated on demand (identically).
+        max_cached_sessions: Budget of generated sessions kept in memory (about 3 KB each);
+            least recently used days beyond it are dropped and regenerated on demand
+            (identically). Cached query results count against it too.
     """
 
     seed: int = 42
@@ -116,7 +124,7 @@ class EmulatorConfig:
 
     cookie_expiry_requests: int | None = None
     request_log_size: int = 10_000
-    max_cached_sessions: int = 2_000_000
+    max_cached_sessions: int = 1_500_000
 
     def __post_init__(self) -> None:
         self.validate()

@@ -23,7 +23,7 @@ import random
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import cached_property
 from itertools import accumulate
 from typing import Any
@@ -47,6 +47,10 @@ HOURLY_WEIGHTS = (
     0.5, 0.3, 0.2, 0.2, 0.3, 0.6, 1.5, 4.0, 9.0, 12.0, 12.5, 12.0,
     10.0, 11.0, 12.0, 11.5, 10.0, 7.0, 4.0, 2.5, 2.0, 1.5, 1.0, 0.7,
 )  # fmt: skip
+
+# Within one UTC day, how busy an account's local weekend hours are next to its weekday hours
+# (the day's total volume is set separately, by sessions_per_day and weekend_factor).
+WEEKEND_HOURLY_FACTOR = 0.3
 
 ACCOUNT_ZONES = (
     "America/New_York",
@@ -273,7 +277,7 @@ class World:
     """The day-independent part of the generated data, built once from the seed."""
 
     #: The instant the generated accounts were created (their ``dateCreated``).
-    EPOCH_TICKS = ticks_from_datetime(__import__("datetime").datetime(2021, 3, 1, 12, 0))
+    EPOCH_TICKS = ticks_from_datetime(datetime(2021, 3, 1, 12, 0, tzinfo=UTC))
 
     def __init__(self, seed: int, accounts_count: int) -> None:
         self.seed = seed
@@ -484,7 +488,7 @@ class World:
         """Cumulative weights over (account, UTC hour of ``day``) cells.
 
         Each cell's weight is the account's share times the business-hours weight of that hour
-        in the account's local time (weekends at 30 %).
+        in the account's local time (local weekend hours damped by WEEKEND_HOURLY_FACTOR).
         """
         start = day_start_ticks(day)
         cells: list[tuple[Account, int]] = []
@@ -495,7 +499,7 @@ class World:
                 local = moment + offset_seconds(account.tz, moment) * S
                 local_hour = (local // HOUR) % 24
                 weekday = (local // TICKS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday
-                factor = 0.3 if weekday >= 5 else 1.0
+                factor = WEEKEND_HOURLY_FACTOR if weekday >= 5 else 1.0
                 cells.append((account, hour))
                 weights.append(account.weight * HOURLY_WEIGHTS[local_hour] * factor)
         return list(accumulate(weights)), cells

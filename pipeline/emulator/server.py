@@ -1,16 +1,14 @@
 """The HTTP side of the emulator: ServiceStack routes, auth, faults, stats, and the runners.
 
-Routes (custom ones as on the metadata pages, plus ServiceStack's predefined
-``/json/reply/{Op}`` and ``/api/{Op}`` for every op, any verb):
+Routes -- the custom ones from the metadata pages, plus ServiceStack's predefined
+``/json/reply/{Op}`` and ``/api/{Op}`` for every op, with any verb:
 
-=========================================  ==========================================
-``POST|GET|DELETE /auth``, ``/auth/{provider}``  Authenticate (credentials, basic, logout)
-``GET /auth/status``                       GetAuthStatus (UserInfo; 204 when anonymous)
-``GET /sessions``                          ListSessions
-``GET /sessions/{sessionId}``              GetSession (``log`` is empty, as on the real API)
-``GET /accounts``, ``/accounts/{id}``      ListAccounts, GetAccount
-``GET /customers``, ``GET /endpoints``     ListCustomers, ListEndpoints
-=========================================  ==========================================
+- ``POST|GET|DELETE /auth``, ``/auth/{provider}``: Authenticate (credentials, basic, logout).
+- ``GET /auth/status``: GetAuthStatus (UserInfo; 204 No Content when anonymous).
+- ``GET /sessions``: ListSessions. ``GET /sessions/{sessionId}``: GetSession, whose ``log`` is
+  empty as on the real API.
+- ``GET /accounts``, ``GET /accounts/{accountId}``: ListAccounts, GetAccount.
+- ``GET /customers``, ``GET /endpoints``: ListCustomers, ListEndpoints.
 
 ``.json`` suffixes and ``?format=json`` are accepted; ``?callback=fn`` wraps JSON in JSONP.
 """
@@ -322,14 +320,12 @@ class EvoVoiceEmulator:
             return Response(200, b"", headers=allow), None, 0, None
         self._sleep_latency()
         op: str | None = None
+        path_vars: dict[str, str] = {}
+        routing_error: ApiError | None = None
         try:
             op, path_vars = route(method, path)
         except ApiError as error:
-            op = None
-            path_vars = {}
-            routing_error: ApiError | None = error
-        else:
-            routing_error = None
+            routing_error = error
         fault = None
         if op not in ANONYMOUS_OPS or self.config.faults_on_auth_routes:
             fault = self._draw_fault()
@@ -650,13 +646,9 @@ class EvoVoiceEmulator:
             wanted = set(specific)
             selected = [e for e in selected if e["id"] in wanted]
         field_name = default_sort
-        if sort_field:
-            lowered = sort_field.lower()
-            field_name = (
-                next((k for k in selected[0] if k.lower() == lowered), default_sort)
-                if (selected)
-                else default_sort
-            )
+        if sort_field and selected:
+            wanted = sort_field.lower()
+            field_name = next((k for k in selected[0] if k.lower() == wanted), default_sort)
         selected.sort(key=lambda e: str(e.get(field_name) or ""), reverse=sort_order == "Descend")
         total = len(selected)
         offset = page * count

@@ -52,6 +52,7 @@ from pipeline.emulator.timefmt import (
 
 S = TICKS_PER_SECOND
 FAR_FUTURE = 1 << 62
+MAX_CACHED_QUERIES = 8
 FmtKey = tuple[str, bool]  # (timestamp_format, include_null_values)
 
 
@@ -199,6 +200,8 @@ class EmulatorStore:
         self._cached_sessions = 0
         self._overlays: dict[date, DayOverlay] = {}
         self._queries: OrderedDict[tuple, _QueryResult] = OrderedDict()
+        # Bumped by every mutation; a query result computed across a bump is not cached.
+        self._version = 0
         self._insert_rng = random.Random(f"evo-emulator/inserts/{config.seed}")
         # Inserted ids use their own 5-byte "process" value, so they never collide with
         # generated ones.
@@ -226,6 +229,7 @@ class EmulatorStore:
             first = utc_day_of(oldest)
             for key in [k for k in self._days if k[0] >= first]:
                 self._cached_sessions -= len(self._days.pop(key).records)
+            self._version += 1
             self._queries.clear()
 
     @property
@@ -475,6 +479,7 @@ class EmulatorStore:
             if cached is not None:
                 self._queries.move_to_end(cache_key)
                 return cached.records
+            version = self._version
         lo, hi = self._created_bounds(query)
         checks = self._checks(query)
         records: list[SessionRecord] = []
@@ -490,8 +495,18 @@ class EmulatorStore:
         key = _sort_key(query, self.seed)
         records.sort(key=key)
         with self._lock:
+            if version != self._version:
+                # Data changed while this result was computed: fine to serve once (that is what
+                # a live server does), wrong to keep.
+                return records
             self._queries[cache_key] = _QueryResult(records, key, self._matcher(query), fmt_key)
-            while len(self._queries) > 8:
+            # Cached results pin their records in memory even after their days are evicted,
+            # so they share the session budget.
+            while len(self._queries) > 1 and (
+                len(self._queries) > MAX_CACHED_QUERIES
+                or sum(len(q.records) for q in self._queries.values())
+                > self.config.max_cached_sessions
+            ):
                 self._queries.popitem(last=False)
         return records
 
@@ -592,6 +607,7 @@ class EmulatorStore:
                 overlay.changes.pop(session_id, None)
                 overlay.removed.add(session_id)
                 self._drop_cached(day, session_id)
+            self._version += 1
             self._queries.clear()
         return removed
 
@@ -610,6 +626,7 @@ class EmulatorStore:
     def _insert(self, account_id: str, created: int) -> str:
         """Add one new session to the overlay and to every cache it belongs in (lock held)."""
         self._insert_counter += 1
+        self._version += 1
         session_id = make_session_id(created, self._insert_process, self._insert_counter)
         recipe = InsertRecipe(
             f"evo-emulator/insert/{self.seed}/{session_id}", account_id, created, session_id
@@ -714,6 +731,7 @@ class EmulatorStore:
                 current = data.by_id.get(session_id) if cached_day == day else None
                 if current is not None:
                     data.add(self._with_changes(current, canonical, fmt_key))
+            self._version += 1
             self._queries.clear()
         result = self.session(session_id)
         assert result is not None

@@ -103,7 +103,13 @@ def _clock(ticks: int, digits: int) -> str:
 
 def format_z(ticks: int, digits: int = 7) -> str:
     """``2026-11-28T14:03:22.1234567Z``."""
-    return _clock(ticks, digits) + "Z"
+    if digits != 7:
+        return _clock(ticks, digits) + "Z"
+    # The default format is on the hot path of generation: kept to one call.
+    seconds, frac = divmod(ticks, TICKS_PER_SECOND)
+    day_number, sod = divmod(seconds, 86_400)
+    prefix = _DAY_PREFIX.get(day_number) or _day_prefix(day_number)
+    return f"{prefix}{_HMS[sod]}.{frac:07d}Z"
 
 
 def format_naive(ticks: int, digits: int = 7) -> str:

@@ -44,7 +44,10 @@ def test_every_authenticate_route_and_body_encoding_logs_in(shared_emu):
         ("/auth/credentials", {"data": creds}),  # form-encoded
         ("/json/reply/Authenticate", {"json": {"provider": "credentials", **creds}}),
         ("/api/Authenticate", {"json": {**creds, "rememberMe": True}}),
-        ("/auth/credentials", {"json": {"UserName": creds["userName"], "Password": creds["password"]}}),
+        (
+            "/auth/credentials",
+            {"json": {"UserName": creds["userName"], "Password": creds["password"]}},
+        ),
     ]
     for path, kwargs in attempts:
         session = requests.Session()
@@ -98,7 +101,14 @@ def test_auth_status_returns_user_info(shared_emu):
         assert info["emailAddress"] == shared_emu.config.username
         assert info["accountIds"] == [a["id"] for a in shared_emu.store.accounts()]
         assert len(info["accountNames"]) == len(info["accountIds"])
-        assert {"id", "firstName", "lastName", "name", "roles", "dashboardPermissions"} <= info.keys()
+        assert {
+            "id",
+            "firstName",
+            "lastName",
+            "name",
+            "roles",
+            "dashboardPermissions",
+        } <= info.keys()
     assert requests.get(f"{shared_emu.base_url}/auth/status", timeout=5).status_code == 204
 
 

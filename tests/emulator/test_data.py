@@ -4,6 +4,7 @@ SessionInfo DTO."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from collections import Counter
@@ -110,7 +111,7 @@ def test_breadcrumbs_are_the_trail_down_to_the_customer(store, sessions):
         trail = session["customerBreadcrumb"]
         assert trail[-1] == {"id": session["customerId"], "name": session["customerName"]}
         assert customers[trail[0]["id"]]["parentCustomerId"] is None
-        for parent, child in zip(trail, trail[1:], strict=False):
+        for parent, child in itertools.pairwise(trail):
             assert customers[child["id"]]["parentCustomerId"] == parent["id"]
 
 
@@ -139,7 +140,9 @@ def test_mix_of_channels_directions_and_missed_calls(sessions):
     assert Counter(s["direction"] for s in sessions)["Outgoing"] > 0.2 * len(sessions)
 
     incoming = [
-        s for s in sessions if s["channel"] == "Voice" and s["direction"] == "Incoming" and s["ended"]
+        s
+        for s in sessions
+        if s["channel"] == "Voice" and s["direction"] == "Incoming" and s["ended"]
     ]
     missed = [s for s in incoming if s["wasMissed"]]
     assert 0.15 < len(missed) / len(incoming) < 0.25
@@ -174,7 +177,9 @@ def test_answered_call_durations_are_log_normal_ish(sessions):
 def test_arrivals_follow_business_hours_in_the_account_zone(store, sessions):
     zones = {a.id: ZoneInfo(a.tz) for a in store.world.accounts}
     weekday = [
-        s for s in sessions if parse_served(s["dateCreated"]).astimezone(zones[s["accountId"]]).weekday() < 5
+        s
+        for s in sessions
+        if parse_served(s["dateCreated"]).astimezone(zones[s["accountId"]]).weekday() < 5
     ]
     hours = Counter(
         parse_served(s["dateCreated"]).astimezone(zones[s["accountId"]]).hour for s in weekday

@@ -42,7 +42,9 @@ def test_dates_can_filter_on_completion(start_emulator):
     lo, hi = datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 10, tzinfo=UTC)
     candidates = emu.store.sessions_between(lo - timedelta(days=1), hi)
     expected = {
-        s["id"] for s in candidates if s["dateCompleted"] and lo <= parse_served(s["dateCompleted"]) < hi
+        s["id"]
+        for s in candidates
+        if s["dateCompleted"] and lo <= parse_served(s["dateCompleted"]) < hi
     }
     assert ids(got) == expected
     # Calls running over midnight land on the day they ended, not the day they started.

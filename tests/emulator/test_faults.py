@@ -38,9 +38,9 @@ def test_fault_rates_are_roughly_as_configured(start_emulator):
     for kind in (500, 502, 503, 429, "drop"):
         assert 25 <= seen[kind] <= 80, seen
     assert 200 <= seen[200] <= 300, seen
-    assert emu.stats.faults == Counter(
-        {str(k): n for k, n in seen.items() if k != 200}
-    ), emu.stats.snapshot()
+    assert emu.stats.faults == Counter({str(k): n for k, n in seen.items() if k != 200}), (
+        emu.stats.snapshot()
+    )
     assert emu.stats.requests == 500
 
 

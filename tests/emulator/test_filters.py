@@ -76,15 +76,15 @@ def test_from_and_to_are_case_insensitive_contains_searches(shared_emu, api, tru
 
     prefix = truth[3]["toAddress"][:6]
     got = fetch_all(api, shared_emu.base_url, to=prefix, **DAY)
-    expected = {
-        s["id"] for s in truth if prefix in f"{s['toAddress']}\n{s['destination'] or ''}"
-    }
+    expected = {s["id"] for s in truth if prefix in f"{s['toAddress']}\n{s['destination'] or ''}"}
     assert ids(got) == expected and expected
 
 
 def test_log_filters_on_text_in_any_log_message(shared_emu, api, truth):
     got = fetch_all(api, shared_emu.base_url, log="VOICEMAIL", **DAY)
-    expected = {s["id"] for s in truth if any("voicemail" in e["message"].lower() for e in s["log"])}
+    expected = {
+        s["id"] for s in truth if any("voicemail" in e["message"].lower() for e in s["log"])
+    }
     assert ids(got) == expected and expected
     assert all(s["outcome"] == "Voicemail" for s in got)
 

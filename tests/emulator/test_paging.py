@@ -33,7 +33,11 @@ def test_totals_are_filled_without_simplified_paging(shared_emu):
     assert body["totalPages"] == math.ceil(total / 40)
     assert body["hasMorePages"] is True
     last = get_json(
-        session, f"{shared_emu.base_url}/sessions", countPerPage=40, page=body["totalPages"] - 1, **DAY
+        session,
+        f"{shared_emu.base_url}/sessions",
+        countPerPage=40,
+        page=body["totalPages"] - 1,
+        **DAY,
     )
     assert len(last["items"]) == total - 40 * (body["totalPages"] - 1)
     assert last["hasMorePages"] is False

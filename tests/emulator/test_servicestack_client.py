@@ -2,11 +2,13 @@
 service: it authenticates with its Authenticate DTO, gets typed ListSessions results through the
 predefined and custom routes, and raises WebServiceException carrying the responseStatus."""
 
-from __future__ import annotations
+# The servicestack client resolves DTO field types at run time and understands only the typing
+# module's Optional/List/Dict spelling, so these DTOs keep it.
+# ruff: noqa: UP006, UP035, UP045
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Generic, TypeVar
+from typing import Dict, Generic, List, Optional, TypeVar
 
 import pytest
 from dataclasses_json import LetterCase, Undefined, dataclass_json
@@ -16,64 +18,62 @@ T = TypeVar("T")
 
 
 def dto(cls):
-    return dataclass_json(letter_case=LetterCase.CAMEL, undefined=Undefined.EXCLUDE)(
-        dataclass(cls)
-    )
+    return dataclass_json(letter_case=LetterCase.CAMEL, undefined=Undefined.EXCLUDE)(dataclass(cls))
 
 
 @dto
 class CustomerBreadcrumb:
-    id: str | None = None
-    name: str | None = None
+    id: Optional[str] = None
+    name: Optional[str] = None
 
 
 @dto
 class SessionLogInfo:
-    date: str | None = None
-    message: str | None = None
+    date: Optional[str] = None
+    message: Optional[str] = None
 
 
 @dto
 class SessionMemberInfo:
-    identity: str | None = None
-    endpoint_id: str | None = None
-    display_name: str | None = None
-    is_original_member: bool | None = None
-    application_data: dict[str, str] | None = None
-    role: str | None = None
+    identity: Optional[str] = None
+    endpoint_id: Optional[str] = None
+    display_name: Optional[str] = None
+    is_original_member: Optional[bool] = None
+    application_data: Optional[Dict[str, str]] = None
+    role: Optional[str] = None
 
 
 @dto
 class SessionInfo:
-    id: str | None = None
-    date_created: str | None = None
-    account_id: str | None = None
-    customer_id: str | None = None
-    customer_breadcrumb: list[CustomerBreadcrumb] | None = None
-    from_address: str | None = None
-    channel: str | None = None
-    was_missed: bool | None = None
-    log: list[SessionLogInfo] | None = None
-    members: list[SessionMemberInfo] | None = None
+    id: Optional[str] = None
+    date_created: Optional[str] = None
+    account_id: Optional[str] = None
+    customer_id: Optional[str] = None
+    customer_breadcrumb: Optional[List[CustomerBreadcrumb]] = None
+    from_address: Optional[str] = None
+    channel: Optional[str] = None
+    was_missed: Optional[bool] = None
+    log: Optional[List[SessionLogInfo]] = None
+    members: Optional[List[SessionMemberInfo]] = None
 
 
 @dto
 class ListResponse(Generic[T]):
-    items: list[T] | None = None
-    total_count: int | None = None
-    total_pages: int | None = None
-    has_more_pages: bool | None = None
+    items: Optional[List[T]] = None
+    total_count: Optional[int] = None
+    total_pages: Optional[int] = None
+    has_more_pages: Optional[bool] = None
 
 
 @dto
 class ListSessions(IReturn[ListResponse[SessionInfo]], IGet):
-    page: int | None = None
-    count_per_page: int | None = None
-    simplified_paging: bool | None = None
-    account_ids: list[str] | None = None
-    start_date: str | None = None
-    end_date: str | None = None
-    from_: str | None = None  # the client strips the trailing underscore: ?from=
+    page: Optional[int] = None
+    count_per_page: Optional[int] = None
+    simplified_paging: Optional[bool] = None
+    account_ids: Optional[List[str]] = None
+    start_date: Optional[str] = None
+    end_date: Optional[str] = None
+    from_: Optional[str] = None  # the client strips the trailing underscore: ?from=
 
 
 @pytest.fixture
@@ -121,7 +121,8 @@ def test_authenticate_then_typed_list_sessions(shared_emu, client):
     assert first.members[0].role in {"Caller", "Agent"}
 
     truth = [
-        s for s in shared_emu.store.sessions_on_local_day(date(2026, 3, 9))
+        s
+        for s in shared_emu.store.sessions_on_local_day(date(2026, 3, 9))
         if s["accountId"] == account
     ]
     assert result.total_count == len(truth)
