@@ -247,6 +247,18 @@ def cmd_docs(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import report_command
+
+    return report_command(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.status import status_command
+
+    return status_command(args)
+
+
 def _venv_bin(name: str):
     from pathlib import Path
 
@@ -310,6 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--port", type=int, default=8080)
     docs.add_argument("--no-serve", action="store_true", help="only generate")
     docs.set_defaults(func=cmd_docs)
+
+    report = commands.add_parser(
+        "report", help="write the HTML dashboard ($EVO_DATA_DIR/report.html) from the marts"
+    )
+    report.add_argument("--output", help="where to write it (default $EVO_DATA_DIR/report.html)")
+    report.set_defaults(func=cmd_report)
+
+    status = commands.add_parser(
+        "status", help="synced days, completeness and freshness; non-zero exit on gaps"
+    )
+    status.add_argument(
+        "--start",
+        type=_date,
+        help="first day expected (default EVO_SYNC_START_DATE, else the first synced day)",
+    )
+    status.add_argument("--end", type=_date, help="last day expected (default yesterday)")
+    status.set_defaults(func=cmd_status)
     return parser
 
 
