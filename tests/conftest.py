@@ -65,12 +65,13 @@ def built_warehouse(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("built")
     config = EmulatorConfig(seed=41, sessions_per_day=300, days_of_history=9, now=NOW)
     first, last = NOW.date() - timedelta(days=5), NOW.date() - timedelta(days=1)
-    with run_emulator(config) as emulator, pytest.MonkeyPatch.context() as env:
-        env.setenv("EVO_VOICE_BASE_URL", emulator.base_url)
-        env.setenv("EVO_VOICE_USERNAME", config.username)
-        env.setenv("EVO_VOICE_PASSWORD", config.password)
-        env.setenv("EVO_DATA_DIR", str(data_dir))
-        env.delenv("DAGSTER_HOME", raising=False)
-        status = main(["backfill", "--start", str(first), "--end", str(last), "--quiet"])
+    with run_emulator(config) as emulator:
+        with pytest.MonkeyPatch.context() as env:  # only for the backfill: no leaks
+            env.setenv("EVO_VOICE_BASE_URL", emulator.base_url)
+            env.setenv("EVO_VOICE_USERNAME", config.username)
+            env.setenv("EVO_VOICE_PASSWORD", config.password)
+            env.setenv("EVO_DATA_DIR", str(data_dir))
+            env.delenv("DAGSTER_HOME", raising=False)
+            status = main(["backfill", "--start", str(first), "--end", str(last), "--quiet"])
         assert status == 0, "the shared backfill failed"
         yield data_dir, emulator
