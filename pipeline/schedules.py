@@ -7,6 +7,7 @@ import dagster as dg
 
 from pipeline import config
 from pipeline.assets.ingestion import evo_accounts, evo_sessions
+from pipeline.assets.publish import published_warehouse
 from pipeline.assets.transform import evo_dbt_models
 from pipeline.partitions import (
     PARTITION_RANGE_END_TAG,
@@ -15,7 +16,9 @@ from pipeline.partitions import (
 
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=dg.AssetSelection.assets(evo_sessions, evo_accounts, evo_dbt_models),
+    selection=dg.AssetSelection.assets(
+        evo_sessions, evo_accounts, evo_dbt_models, published_warehouse
+    ),
     description="Sync a range of days from Evo Voice, refresh accounts, then build the marts.",
 )
 ingest_job = dg.define_asset_job(
@@ -25,8 +28,8 @@ ingest_job = dg.define_asset_job(
 )
 dbt_job = dg.define_asset_job(
     "dbt_job",
-    selection=dg.AssetSelection.assets(evo_accounts, evo_dbt_models),
-    description="Refresh accounts and build the dbt models.",
+    selection=dg.AssetSelection.assets(evo_accounts, evo_dbt_models, published_warehouse),
+    description="Refresh accounts, build the dbt models and publish the BI copy.",
 )
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from pipeline.evo.client import EvoVoiceClient
 from pipeline.evo.sessions import count_window, iter_window_pages, request_window
+from pipeline.failpoints import failpoint
 from pipeline.lake.flatten import PageStats, SyncContext, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, Lake, RangeWriter
 from pipeline.lake.warehouse import DaySummary, Warehouse
@@ -108,6 +109,7 @@ def sync_range(
     ctx = SyncContext(new_sync_id(now), now, zone, first_day, last_day)
     pages_before, retries_before = client.stats.pages, client.stats.retries
 
+    lake.sweep_abandoned()
     server_total = count_window(client, window, today=today)
     writer = RangeWriter(lake, ctx.sync_id, days)
     dedup = _Dedup(days)
@@ -133,6 +135,7 @@ def sync_range(
             ordinal += len(page.items)
             stats.merge(flat.stats)
             writer.write(flat)
+            failpoint("after_first_page")
             if on_page is not None:
                 on_page(flat.tables["sessions"].num_rows)
         staged = writer.finish()

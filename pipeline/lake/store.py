@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.failpoints import failpoint
 from pipeline.lake.flatten import FlatPage
 from pipeline.lake.schemas import SESSION_TABLES
 
@@ -25,6 +26,8 @@ from pipeline.lake.schemas import SESSION_TABLES
 # day's buffers stay bounded whatever the day's size.
 ROW_GROUP_ROWS = 128_000
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
+# A sync's staging folder lives minutes; one this old belongs to a crashed process.
+ABANDONED_AFTER = timedelta(hours=6)
 
 
 class Lake:
@@ -65,9 +68,24 @@ class Lake:
             self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
             self.fs.move(staged_dir, target)
             final[table] = self.day_file(table, day)
+            failpoint("between_lake_swaps")
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(trash)
         return final
+
+    def sweep_abandoned(self, older_than: timedelta = ABANDONED_AFTER) -> int:
+        """Delete staging and trash folders left by syncs that crashed (old enough that no live
+        sync can still be using them). Returns how many were removed."""
+        removed = 0
+        cutoff = datetime.now(UTC) - older_than
+        for area in ("_staging", "_trash"):
+            selector = pafs.FileSelector(f"{self.root}/{area}", allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type == pafs.FileType.Directory and info.mtime and info.mtime < cutoff:
+                    with contextlib.suppress(FileNotFoundError, OSError):
+                        self.fs.delete_dir(info.path)
+                        removed += 1
+        return removed
 
     def discard(self, sync_id: str) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):

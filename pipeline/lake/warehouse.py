@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 from filelock import FileLock
 
+from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
 
 LOCK_TIMEOUT_SECONDS = 600
@@ -229,6 +230,7 @@ def replace_day(
                 f"INSERT INTO raw.{table} SELECT {_select_list(schema)} FROM read_parquet(?)",
                 [files[table]],
             )
+            failpoint("inside_duckdb_transaction")
         row = summary.as_row()
         con.execute("DELETE FROM raw.synced_days WHERE partition_date = ?", [day])
         con.execute(

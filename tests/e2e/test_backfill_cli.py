@@ -178,3 +178,16 @@ def test_demo_days_are_idempotent(backfilled):
     assert query(data_dir, "SELECT count(*) - count(DISTINCT session_id) FROM raw.sessions") == [
         (0,)
     ]
+
+
+def test_published_copy_holds_the_marts_for_bi_tools(backfilled):
+    _, data_dir, status, _ = backfilled
+    assert status == 0
+    published = data_dir / "published" / "warehouse.duckdb"
+    working = query(data_dir, "SELECT * FROM marts.call_durations_daily ORDER BY ALL")
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert con.execute("SELECT * FROM marts.call_durations_daily ORDER BY ALL").fetchall() == (
+            working
+        )
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert {"fct_sessions", "missed_call_rate_daily", "synced_days"} <= tables
