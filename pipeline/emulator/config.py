@@ -8,6 +8,7 @@ those by starting a new emulator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -73,6 +74,8 @@ class EmulatorConfig:
         drift_per_request: Sessions inserted on every ListSessions request, before answering.
         drift_mode: ``queried_day`` (created on a day inside the request's date range; falls
             back to ``now`` without one) or ``now`` (created in the last minute before now).
+        rewrite_sessions_page: For the bad-input corpus: ``f(page, body) -> body`` replaces the
+            body of every successful ListSessions answer (None: serve what was generated).
         cookie_expiry_requests: A login session dies after this many authenticated requests
             (None: never). Basic auth is not affected.
         request_log_size: How many requests ``stats.request_log`` keeps.
@@ -122,6 +125,7 @@ class EmulatorConfig:
     drift_per_request: int = 0
     drift_mode: str = "queried_day"
 
+    rewrite_sessions_page: Callable[[int, bytes], bytes] | None = None
     cookie_expiry_requests: int | None = None
     request_log_size: int = 10_000
     max_cached_sessions: int = 1_500_000

@@ -348,6 +348,9 @@ class EvoVoiceEmulator:
             response, items = self._dispatch(op, method, args, headers)
         except ApiError as error:
             response, items = _error_response(error), 0
+        rewrite = self.config.rewrite_sessions_page
+        if rewrite is not None and op == "listsessions" and response.status == 200:
+            response.body = rewrite(args.int("page", 0), response.body)
         callback = args.str("callback")
         if callback and response.status == 200 and response.content_type == JSON_TYPE:
             response.body = callback.encode() + b"(" + response.body + b")"
