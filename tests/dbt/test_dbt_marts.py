@@ -549,6 +549,7 @@ def expected_fct(sessions: list[Session], syncs: dict[date, datetime]) -> Rows:
             "answered_by_name": raw["answered_by_name"],
             "outcome": raw["outcome"],
             "from_address": raw["from_address"],
+            "from_name": raw.get("from_name"),
             "to_address": raw["to_address"],
             "member_count": len(children["session_members"]),
             "log_entry_count": len(children["session_log"]),
