@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
-	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster-instance.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	@rm -f $(VENV)/.synced-* && touch $@
 
 demo: install

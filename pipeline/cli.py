@@ -277,7 +277,7 @@ def ensure_dagster_home() -> None:
     target = Path(home) / "dagster.yaml"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((config.PROJECT_ROOT / "dagster.yaml").read_text())
+        target.write_text((config.PROJECT_ROOT / "dagster-instance.yaml").read_text())
 
 
 def build_parser() -> argparse.ArgumentParser:
