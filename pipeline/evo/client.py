@@ -280,7 +280,9 @@ class EvoVoiceClient:
         json_body: Mapping[str, Any] | None = None,
     ) -> requests.Response:
         self.rate_gate.wait(self._sleep)
-        headers = {"Authorization": self._basic_header} if self._basic_header else None
+        headers = {"Authorization": self._basic_header} if self._basic_header else {}
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
         self.stats.add(requests=1)
         try:
             response = self._http.request(
@@ -288,9 +290,7 @@ class EvoVoiceClient:
                 self.settings.base_url + path,
                 params=params,
                 data=orjson.dumps(json_body) if json_body is not None else None,
-                headers={**(headers or {}), "Content-Type": "application/json"}
-                if json_body is not None
-                else headers,
+                headers=headers,
                 timeout=(self.settings.connect_timeout, self.settings.read_timeout),
                 allow_redirects=False,
             )
