@@ -48,6 +48,9 @@ def run_demo(days: int = 14, sessions_per_day: int = 1500, seed: int = 7) -> int
             print(f"FAILED dbt build: {report.dbt_error}", file=sys.stderr)
         return 1
     print_summary(first, last)
+    from pipeline.report import build_report
+
+    print(f"Dashboard: {build_report(config.warehouse_path(), config.data_dir() / 'report.html')}")
     return 0
 
 
