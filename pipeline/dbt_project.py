@@ -42,8 +42,15 @@ def ensure_manifest() -> Path:
         if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime():
             return manifest
         result = subprocess.run(
-            [dbt_executable(), "parse", "--quiet", "--project-dir", str(config.DBT_PROJECT_DIR),
-             "--profiles-dir", str(config.DBT_PROJECT_DIR)],
+            [
+                dbt_executable(),
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(config.DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(config.DBT_PROJECT_DIR),
+            ],
             capture_output=True,
             text=True,
             check=False,

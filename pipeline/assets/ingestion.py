@@ -1,16 +1,23 @@
 """Ingestion assets: Evo Voice ``GET /sessions`` and ``GET /accounts`` -> Parquet lake -> DuckDB."""
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import duckdb
 import orjson
 import pyarrow as pa
 
 from pipeline import config, progress
 from pipeline.evo.models import AccountInfo
-from pipeline.lake.warehouse import ACCOUNT_BILLING_ITEMS, ACCOUNTS, DaySummary
+from pipeline.lake.warehouse import (
+    ACCOUNT_BILLING_ITEMS,
+    ACCOUNTS,
+    DaySummary,
+    ensure_raw_schema,
+)
 from pipeline.partitions import daily_partitions
 from pipeline.resources import EvoVoiceResource, WarehouseResource
 from pipeline.sync import RangeOutcome, sync_days
@@ -29,9 +36,62 @@ ACCOUNT_KEYS = {
     "accounts": dg.AssetKey(["raw", "accounts"]),
     "account_billing_items": dg.AssetKey(["raw", "account_billing_items"]),
 }
+# The DaySummary field that counts each session table's rows of a day.
+ROW_COUNT_FIELDS = {
+    "sessions": "sessions",
+    "session_members": "members",
+    "session_log": "log_rows",
+    "session_breadcrumbs": "breadcrumbs",
+    "rejected_sessions": "rejected",
+}
 # Days are fetched in windows (neighbouring days share the window's overlap) and committed one
 # by one; a run takes at most a month of days so a failed run costs little to repeat.
 MAX_PARTITIONS_PER_RUN = 31
+
+
+@functools.cache
+def raw_column_schemas() -> dict[str, dg.TableSchemaMetadataValue]:
+    """Every ``raw`` table's columns as the warehouse declares them: the DDL that
+    :func:`ensure_raw_schema` derives from the Arrow schemas (and ``raw.synced_days``), read
+    back from an empty in-memory DuckDB so the UI shows exactly what analysts query."""
+    with duckdb.connect() as con:
+        ensure_raw_schema(con)
+        rows = con.execute(
+            """
+            SELECT c.table_name, c.column_name, c.data_type, c.is_nullable = 'YES',
+                   k.constraint_column_names IS NOT NULL
+            FROM information_schema.columns AS c
+            LEFT JOIN duckdb_constraints() AS k
+              ON k.schema_name = c.table_schema AND k.table_name = c.table_name
+             AND k.constraint_type = 'PRIMARY KEY' AND k.constraint_column_names = [c.column_name]
+            WHERE c.table_schema = 'raw'
+            ORDER BY c.table_name, c.ordinal_position
+            """
+        ).fetchall()
+    columns: dict[str, list[dg.TableColumn]] = {}
+    for table, column, data_type, nullable, unique in rows:
+        constraints = dg.TableColumnConstraints(nullable=nullable, unique=unique)
+        columns.setdefault(table, []).append(
+            dg.TableColumn(column, data_type, constraints=constraints)
+        )
+    return {
+        table: dg.MetadataValue.table_schema(dg.TableSchema(columns=cols))
+        for table, cols in columns.items()
+    }
+
+
+def _table_metadata(table: str, rows: int) -> dict[str, object]:
+    return {
+        "dagster/column_schema": raw_column_schemas()[table],
+        "dagster/row_count": dg.MetadataValue.int(rows),
+    }
+
+
+def _session_table_metadata(table: str, days: Sequence[DaySummary]) -> dict[str, object]:
+    """Column schema and rows written for ``days`` (one ``raw.synced_days`` row per day)."""
+    if table == "synced_days":
+        return _table_metadata(table, len(days))
+    return _table_metadata(table, sum(getattr(s, ROW_COUNT_FIELDS[table]) for s in days))
 
 
 def _day_is_closed(day: date) -> bool:
@@ -43,7 +103,11 @@ def _day_is_closed(day: date) -> bool:
     name="evo_sessions",
     specs=[
         dg.AssetSpec(
-            key, description=DESCRIPTIONS[name], group_name="ingestion", kinds={"parquet", "duckdb"}
+            key,
+            description=DESCRIPTIONS[name],
+            group_name="ingestion",
+            kinds={"parquet", "duckdb"},
+            metadata={"dagster/column_schema": raw_column_schemas()[name]},
         )
         for name, key in SESSION_KEYS.items()
     ],
@@ -94,12 +158,15 @@ def evo_sessions(
         progress.emit("failed", (day, reason))
     if outcome.failed:
         for summary in outcome.committed:
-            for key in SESSION_KEYS.values():
+            for name, key in SESSION_KEYS.items():
                 context.log_event(
                     dg.AssetMaterialization(
                         key,
                         partition=summary.partition_date.isoformat(),
-                        metadata=_day_metadata(summary),
+                        metadata={
+                            **_day_metadata(summary),
+                            **_session_table_metadata(name, [summary]),
+                        },
                     )
                 )
         lines = [f"{day}: {reason}" for day, reason in outcome.failed.items()]
@@ -111,7 +178,13 @@ def evo_sessions(
         )
     metadata = _range_metadata(outcome)
     for name, key in SESSION_KEYS.items():
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata if name == "sessions" else {})
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                **(metadata if name == "sessions" else {}),
+                **_session_table_metadata(name, outcome.committed),
+            },
+        )
     yield from _checks(warehouse, outcome)
 
 
@@ -216,12 +289,14 @@ def _checks(warehouse: WarehouseResource, outcome: RangeOutcome) -> Iterator[dg.
             group_name="ingestion",
             kinds={"duckdb"},
             description="One row per Evo Voice account visible to the user.",
+            metadata={"dagster/column_schema": raw_column_schemas()["accounts"]},
         ),
         dg.AssetSpec(
             ACCOUNT_KEYS["account_billing_items"],
             group_name="ingestion",
             kinds={"duckdb"},
             description="One row per account and billing item (inboundVoiceCalls...).",
+            metadata={"dagster/column_schema": raw_column_schemas()["account_billing_items"]},
         ),
     ],
 )
@@ -233,10 +308,15 @@ def evo_accounts(
         accounts, items = accounts_tables(client.iter_accounts(), datetime.now(UTC))
     warehouse.warehouse().replace_accounts(accounts, items)
     yield dg.MaterializeResult(
-        asset_key=ACCOUNT_KEYS["accounts"], metadata={"rows": accounts.num_rows}
+        asset_key=ACCOUNT_KEYS["accounts"],
+        metadata={"rows": accounts.num_rows, **_table_metadata("accounts", accounts.num_rows)},
     )
     yield dg.MaterializeResult(
-        asset_key=ACCOUNT_KEYS["account_billing_items"], metadata={"rows": items.num_rows}
+        asset_key=ACCOUNT_KEYS["account_billing_items"],
+        metadata={
+            "rows": items.num_rows,
+            **_table_metadata("account_billing_items", items.num_rows),
+        },
     )
 
 
