@@ -110,6 +110,7 @@ def sync_range(
     pages_before, retries_before = client.stats.pages, client.stats.retries
 
     lake.sweep_abandoned()
+    recover(lake, warehouse)
     server_total = count_window(client, window, today=today)
     writer = RangeWriter(lake, ctx.sync_id, days)
     dedup = _Dedup(days)
@@ -145,41 +146,63 @@ def sync_range(
     del store_ids
 
     window_distinct = sum(distinct_by_store.values())
+
+    def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
+        return DaySummary(
+            partition_date=day,
+            sync_id=ctx.sync_id,
+            synced_at=now,
+            sessions=writer.rows[("sessions", day)] - removed,
+            members=_file_rows(lake, files["session_members"]),
+            log_rows=_file_rows(lake, files["session_log"]),
+            breadcrumbs=_file_rows(lake, files["session_breadcrumbs"]),
+            rejected=writer.rows[("rejected_sessions", day)],
+            pages=client.stats.pages - pages_before,
+            retries=client.stats.retries - retries_before,
+            duplicates_removed=removed,
+            outside_window=stats.outside_window,
+            window_first_day=first_day,
+            window_last_day=last_day,
+            window_distinct_sessions=window_distinct,
+            server_total_count=server_total,
+            complete=None if server_total is None else window_distinct >= server_total,
+            unknown_fields=dict(stats.unknown_fields),
+            unknown_enum_values=dict(stats.unknown_enum_values),
+        )
+
     summaries = []
     try:
         for day in days:
             losers = dedup.losers.get(day, [])
             if losers:
                 _drop_copies(lake, staged[day], losers)
-            files = lake.publish_day(staged[day], day, ctx.sync_id)
-            summary = DaySummary(
-                partition_date=day,
-                sync_id=ctx.sync_id,
-                synced_at=now,
-                sessions=writer.rows[("sessions", day)] - len(losers),
-                members=_file_rows(lake, files["session_members"]),
-                log_rows=_file_rows(lake, files["session_log"]),
-                breadcrumbs=_file_rows(lake, files["session_breadcrumbs"]),
-                rejected=writer.rows[("rejected_sessions", day)],
-                pages=client.stats.pages - pages_before,
-                retries=client.stats.retries - retries_before,
-                duplicates_removed=len(losers),
-                outside_window=stats.outside_window,
-                window_first_day=first_day,
-                window_last_day=last_day,
-                window_distinct_sessions=window_distinct,
-                server_total_count=server_total,
-                complete=None if server_total is None else window_distinct >= server_total,
-                unknown_fields=dict(stats.unknown_fields),
-                unknown_enum_values=dict(stats.unknown_enum_values),
-            )
-            warehouse.replace_day(files, summary)
+            # A day's lake folders and warehouse rows change together: under the writer lock,
+            # undone here on failure, and by Lake.recover if the process dies midway.
+            with warehouse.exclusive():
+                try:
+                    files = lake.publish_day(staged[day], day, ctx.sync_id)
+                    summary = summarize(day, files, len(losers))
+                    warehouse.replace_day(files, summary)
+                except BaseException:
+                    lake.rollback_day(day, ctx.sync_id)
+                    raise
+                lake.commit_day(day, ctx.sync_id)
             summaries.append(summary)
             if on_day is not None:
                 on_day(summary)
     finally:
         lake.discard(ctx.sync_id)
     return summaries
+
+
+def recover(lake: Lake, warehouse: Warehouse) -> int:
+    """Undo what syncs that died left half-published in the lake (see :meth:`Lake.recover`), so
+    that the lake holds, for every day, the files of the sync the warehouse holds. Returns how
+    many days were rolled back."""
+    if not lake.has_trash():
+        return 0
+    with warehouse.exclusive():
+        return lake.recover(lambda day, sync_id: warehouse.day_sync_id(day) == sync_id)
 
 
 def _file_rows(lake: Lake, path: str) -> int:

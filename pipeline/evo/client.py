@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +41,9 @@ from pipeline.evo.settings import EvoVoiceSettings
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Keys by which a body without "items" is still recognisably a page (a serializer that omits
+# null members may drop a null "items").
+PAGING_KEYS = frozenset({"hasMorePages", "totalCount", "totalPages"})
 AUTH_HINT = "check EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD"
 # A server that ignores `page` would otherwise be paged forever.
 MAX_PAGES = 1_000_000
@@ -65,6 +70,7 @@ class ClientStats:
 
     requests: int = 0
     retries: int = 0
+    repaired_bodies: int = 0
     relogins: int = 0
     pages: int = 0
     bytes: int = 0
@@ -318,11 +324,22 @@ class EvoVoiceClient:
         self.stats.add(bytes=len(content))
         try:
             payload = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise _Retryable(
-                f"HTTP 200 body is not JSON ({kind}, {len(content)} bytes)", response.status_code
-            ) from None
+        except orjson.JSONDecodeError as exc:
+            payload = lenient_json(content)
+            if payload is _NOT_JSON:
+                kind = response.headers.get("Content-Type", "no content type")
+                raise _Retryable(
+                    f"HTTP 200 body is not JSON ({kind}, {len(content)} bytes: {exc})",
+                    response.status_code,
+                ) from None
+            self.stats.add(repaired_bodies=1)
+            log.warning(
+                "GET %s (%s): the body is not strict JSON (%s); decoded leniently, invalid "
+                "characters replaced with U+FFFD",
+                path,
+                what,
+                exc,
+            )
         if not isinstance(payload, dict):
             raise BadResponse(
                 f"GET {path} ({what}): expected a JSON object, got {type(payload).__name__}"
@@ -371,6 +388,17 @@ class EvoVoiceClient:
             },
             what=page_what,
         )
+        status = payload.get("responseStatus")
+        if isinstance(status, dict) and status.get("errorCode"):
+            raise BadResponse(
+                f"GET {path} ({page_what}): HTTP 200 carrying an error: "
+                f"{str(status.get('errorCode'))[:80]} {str(status.get('message') or '')[:200]}"
+            )
+        if "items" not in payload and not PAGING_KEYS & payload.keys():
+            raise BadResponse(
+                f"GET {path} ({page_what}): not a list response (no 'items'; keys: "
+                f"{', '.join(sorted(map(str, payload))[:10]) or 'none'})"
+            )
         items = payload.get("items", [])
         if items is None:
             items = []
@@ -480,6 +508,36 @@ def _exhausted(exc: _Retryable, *, path: str, what: str, attempts: int) -> Reque
     if exc.status == 200:
         return BadResponse(message)
     return RequestFailed(message, status=exc.status)
+
+
+_NOT_JSON = object()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT64 = 2**63
+
+
+def lenient_json(content: bytes) -> Any:
+    """Parse a body orjson refuses because its text is not valid Unicode: lone UTF-16
+    surrogates (which .NET strings may hold and ServiceStack writes as ``\\udXXX`` escapes),
+    invalid UTF-8 or a byte order mark. Each invalid character becomes U+FFFD, so such a body
+    decodes the same way however the bad character was written. Returns ``_NOT_JSON`` when the
+    body is not JSON at all (truncated, HTML, nested too deeply)."""
+    text = content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    try:
+        # Integers beyond 64 bits become floats, as orjson reads them.
+        payload = json.loads(text, parse_int=lambda s: int(s) if abs(int(s)) < _INT64 else float(s))
+        return _replace_surrogates(payload)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _error_message(content: bytes) -> str:

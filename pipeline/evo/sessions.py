@@ -8,6 +8,7 @@ partition days under every reading and keep, afterwards, exactly the sessions wh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline.evo.client import EvoVoiceClient, Page
+
+log = logging.getLogger(__name__)
 
 SESSIONS_PATH = "/sessions"
 # Any server zone is within 14 h of UTC, so a UTC date is at most one day away from the
@@ -94,14 +97,30 @@ def session_params(client: EvoVoiceClient, window: RequestWindow, search_archive
 def iter_window_pages(
     client: EvoVoiceClient, window: RequestWindow, *, today: date
 ) -> Iterator[tuple[bool, Page]]:
-    """Every page of every store for the window, as ``(search_archive, page)``."""
+    """Every page of every store for the window, as ``(search_archive, page)``.
+
+    Offset paging is not a snapshot: a session written while the pages are read shifts the
+    later ones. Read one by one, in order, a shift can only repeat a session (duplicates are
+    removed downstream); read ahead in parallel, a later page may be read before the shift and
+    an earlier one after it, and a session that existed all along falls between them. So when
+    the store's ``totalCount`` changed while its pages were read ahead, it is read again, page
+    by page.
+    """
     for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days):
         store = "archive" if archive else "live"
         label = f"{_label(window)} ({store})"
-        for page in client.iter_pages(
-            SESSIONS_PATH, session_params(client, window, archive), what=label
-        ):
+        params = session_params(client, window, archive)
+        ahead = client.settings.concurrency > 1
+        before = client.count(SESSIONS_PATH, params, what=f"{label} count") if ahead else None
+        for page in client.iter_pages(SESSIONS_PATH, params, what=label):
             yield archive, page
+        if before is None:
+            continue
+        after = client.count(SESSIONS_PATH, params, what=f"{label} count")
+        if after != before:
+            log.info("%s: %s sessions became %s while paging; reading again", label, before, after)
+            for page in client.iter_pages(SESSIONS_PATH, params, what=label, concurrency=1):
+                yield archive, page
 
 
 def count_window(client: EvoVoiceClient, window: RequestWindow, *, today: date) -> int | None:

@@ -8,10 +8,11 @@ contract rejects become ``rejected_sessions`` rows carrying the reason and the r
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,10 @@ from pipeline.lake import schemas
 _SNAKE = {to_camel(name): name for name in SESSION_SCALAR_FIELDS}
 _SNAKE_MEMBER = {to_camel(name): name for name, _ in schemas.MEMBER_FIELDS}
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+# A session created this many days before or after the days synced cannot have been returned
+# for their request window under any reading of its date filter (see pipeline/evo/sessions.py):
+# its dateCreated is wrong (e.g. .NET's 0001-01-01), so it is rejected rather than dropped.
+ROUTABLE_MARGIN_DAYS = 3
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ def flatten_page(
     stats = PageStats()
     rejected: list[dict[str, Any]] = []
     sessions, kept = _convert(items, stats, rejected)
+    _reject_unserializable(items, kept, rejected)
+    _reject_null_elements(sessions, kept, rejected)
 
     timestamps = {}
     for name in schemas.TIMESTAMP_FIELDS:
@@ -113,6 +120,21 @@ def flatten_page(
     local_day = pc.cast(
         pc.local_timestamp(pc.cast(created, pa.timestamp("us", str(ctx.zone)))), pa.date32()
     )
+    margin = timedelta(days=ROUTABLE_MARGIN_DAYS)
+    unroutable = pc.or_(
+        pc.less(local_day, pa.scalar(ctx.first_day - margin, pa.date32())),
+        pc.greater(local_day, pa.scalar(ctx.last_day + margin, pa.date32())),
+    )
+    for index in np.flatnonzero(pc.fill_null(unroutable, False).to_numpy(zero_copy_only=False)):
+        if kept[index]:
+            stamp = created[int(index)].as_py()
+            _reject(
+                rejected,
+                kept,
+                int(index),
+                f"dateCreated {stamp.isoformat()} is more than {ROUTABLE_MARGIN_DAYS} days outside "
+                f"the days synced ({ctx.first_day}..{ctx.last_day}); not routed to any day",
+            )
     in_window = pc.and_(
         pc.greater_equal(local_day, pa.scalar(ctx.first_day, pa.date32())),
         pc.less_equal(local_day, pa.scalar(ctx.last_day, pa.date32())),
@@ -182,16 +204,54 @@ def _normalise(item: Any) -> dict[str, Any] | str:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return f"{where}: {first['msg'].removeprefix('Value error, ')}"[:300]
-    row = model.model_dump(mode="json", by_alias=True)
-    for member in row.get("members") or []:
-        data = member.get("applicationData")
-        if isinstance(data, dict):
-            # Keep nested junk as JSON text rather than dropping it.
-            member["applicationData"] = {
-                str(k): v if isinstance(v, str) or v is None else orjson.dumps(v).decode()
-                for k, v in data.items()
-            }
+    try:
+        row = model.model_dump(mode="json", by_alias=True)
+        for member in row.get("members") or []:
+            data = member.get("applicationData")
+            if isinstance(data, dict):
+                # Keep nested junk as JSON text rather than dropping it.
+                member["applicationData"] = {
+                    str(k): v if isinstance(v, str) or v is None else orjson.dumps(v).decode()
+                    for k, v in data.items()
+                }
+    except (ValueError, TypeError, RecursionError) as exc:  # nested too deeply to store
+        return f"cannot store session: {_short(exc)}"
     return row
+
+
+def _reject_null_elements(
+    sessions: pa.StructArray, kept: list[bool], rejected: list[dict[str, Any]]
+) -> None:
+    """A ``null`` inside ``members``, ``log`` or ``customerBreadcrumb``: the contract (the slow
+    path) refuses it, so the fast path must too."""
+    for api_name in ("customerBreadcrumb", "log", "members"):
+        lists = sessions.field(api_name)
+        nulls = pc.list_flatten(lists).is_null()
+        if not pc.any(nulls).as_py():
+            continue
+        parents = pc.list_parent_indices(lists).to_numpy()
+        offsets = lists.offsets.to_numpy()
+        for index in np.flatnonzero(nulls.to_numpy(zero_copy_only=False)):
+            row = int(parents[index])
+            if kept[row]:
+                position = int(index + offsets[0] - offsets[row])
+                _reject(rejected, kept, row, f"{api_name}.{position}: element is null")
+
+
+def _reject_unserializable(items: Sequence[Any], kept: list[bool], rejected: list) -> None:
+    """Reject rows that cannot be written back as JSON (nested deeper than orjson writes), so
+    that storing their unknown fields as JSON text later cannot fail the page."""
+    try:
+        orjson.dumps(list(items))
+        return
+    except TypeError:
+        pass
+    for index, item in enumerate(items):
+        if kept[index]:
+            try:
+                orjson.dumps(item)
+            except TypeError as exc:
+                _reject(rejected, kept, index, f"cannot store session: {_short(exc)}")
 
 
 def _reject(rejected: list[dict[str, Any]], kept: list[bool], index: int, reason: str) -> None:
@@ -397,12 +457,25 @@ def _rejected_table(
                 "search_archive": search_archive,
                 "session_id": session_id if isinstance(session_id, str) else None,
                 "reason": entry["reason"],
-                "raw_json": orjson.dumps(item, default=str).decode(errors="replace"),
+                "raw_json": _raw_json(item),
                 "sync_id": ctx.sync_id,
                 "synced_at": ctx.synced_at,
             }
         )
     return pa.Table.from_pylist(rows, schema=schemas.REJECTED_SESSIONS)
+
+
+def _raw_json(item: Any) -> str | None:
+    """The rejected item as JSON text; stdlib json for what orjson will not write (nesting
+    deeper than 254 levels), None only for what neither can write."""
+    try:
+        return orjson.dumps(item, default=str).decode(errors="replace")
+    except TypeError:
+        pass
+    try:
+        return json.dumps(item, default=str, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _claimed_day(item: Any, ctx: SyncContext) -> date | None:

@@ -9,13 +9,17 @@ sees a half-built state, and no reader can make a sync fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 
 from pipeline.failpoints import failpoint
+from pipeline.lake.store import ABANDONED_AFTER
 from pipeline.lake.warehouse import Warehouse
 
 PUBLISHED_SCHEMAS = ("marts",)
@@ -29,6 +33,7 @@ def published_path(data_dir: Path) -> Path:
 def publish(warehouse: Warehouse, target: Path) -> dict[str, int]:
     """Copy the marts into a fresh file and move it over ``target``; return rows per table."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(target)
     staging = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:8]}.duckdb")
     rows: dict[str, int] = {}
     try:
@@ -63,3 +68,16 @@ def publish(warehouse: Warehouse, target: Path) -> dict[str, int]:
         staging.unlink(missing_ok=True)
         Path(str(staging) + ".wal").unlink(missing_ok=True)
     return rows
+
+
+def sweep_abandoned(target: Path, older_than: timedelta = ABANDONED_AFTER) -> int:
+    """Delete staging copies left beside ``target`` by publishes that died (old enough that no
+    live publish can still be writing them). Returns how many files were removed."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in target.parent.glob(f".{target.stem}-*.duckdb*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed

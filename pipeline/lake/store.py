@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,8 @@ ROW_GROUP_ROWS = 128_000
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
 ABANDONED_AFTER = timedelta(hours=6)
+# Marks, in a sync's trash, a table whose day folder did not exist before that sync published.
+ABSENT = ".absent"
 
 
 class Lake:
@@ -55,41 +58,107 @@ class Lake:
             return path
         return f"{self.uri.split('://', 1)[0]}://{path}"
 
+    def trash_dir(self, sync_id: str) -> str:
+        return f"{self.root}/_trash/{sync_id}"
+
     def publish_day(self, staged: dict[str, str], day: date, sync_id: str) -> dict[str, str]:
-        """Move a day's staged folders into place, table by table; return the final files."""
-        trash = f"{self.root}/_trash/{sync_id}"
+        """Move a day's staged folders into place, table by table; return the final files.
+
+        The folders replaced are kept in ``_trash/<sync_id>`` (a ``.absent`` marker where there
+        was none) until :meth:`commit_day` or :meth:`rollback_day`, so a sync that dies between
+        two moves, or before the warehouse committed the day, can be undone by :meth:`recover`.
+        Callers hold the warehouse's writer lock across publish, load and commit.
+        """
         final = {}
         for table, staged_dir in staged.items():
             target = self.day_dir(table, day)
+            kept = self._trash_entry(sync_id, table, day)
+            self.fs.create_dir(kept.rsplit("/", 1)[0], recursive=True)
             if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
-                old = f"{trash}/{table}/date={day.isoformat()}"
-                self.fs.create_dir(old.rsplit("/", 1)[0], recursive=True)
-                self.fs.move(target, old)
+                self.fs.move(target, kept)
+            else:
+                self.fs.open_output_stream(kept + ABSENT).close()
             self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
             self.fs.move(staged_dir, target)
             final[table] = self.day_file(table, day)
             failpoint("between_lake_swaps")
-        with contextlib.suppress(FileNotFoundError, OSError):
-            self.fs.delete_dir(trash)
         return final
 
+    def commit_day(self, day: date, sync_id: str) -> None:
+        """Forget the folders a published day replaced (the warehouse has committed it)."""
+        for table in SESSION_TABLES:
+            kept = self._trash_entry(sync_id, table, day)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_dir(kept)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(kept + ABSENT)
+
+    def rollback_day(self, day: date, sync_id: str) -> None:
+        """Put back the folders a published day replaced (the warehouse did not commit it)."""
+        for table in SESSION_TABLES:
+            kept, target = self._trash_entry(sync_id, table, day), self.day_dir(table, day)
+            if self.fs.get_file_info(kept).type == pafs.FileType.Directory:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_dir(target)
+                self.fs.move(kept, target)
+            elif self.fs.get_file_info(kept + ABSENT).type == pafs.FileType.File:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_dir(target)
+                self.fs.delete_file(kept + ABSENT)
+
+    def has_trash(self) -> bool:
+        selector = pafs.FileSelector(f"{self.root}/_trash", allow_not_found=True)
+        return bool(self.fs.get_file_info(selector))
+
+    def recover(self, committed: Callable[[date, str], bool]) -> int:
+        """Finish the publishes of syncs that died: keep a day the warehouse committed (by that
+        sync), roll back any other. Call it holding the warehouse's writer lock, so that no live
+        publish is in flight. Returns how many days were rolled back."""
+        rolled_back = 0
+        trash = pafs.FileSelector(f"{self.root}/_trash", allow_not_found=True)
+        for sync in self.fs.get_file_info(trash):
+            sync_id = sync.base_name
+            days = set()
+            selector = pafs.FileSelector(sync.path, recursive=True)
+            for info in self.fs.get_file_info(selector):
+                name = info.base_name.removesuffix(ABSENT)
+                if name.startswith("date=") and info.path.count("/") == sync.path.count("/") + 2:
+                    days.add(date.fromisoformat(name.removeprefix("date=")))
+            for day in sorted(days):
+                if committed(day, sync_id):
+                    self.commit_day(day, sync_id)
+                else:
+                    self.rollback_day(day, sync_id)
+                    rolled_back += 1
+            self.fs.delete_dir(sync.path)
+        return rolled_back
+
     def sweep_abandoned(self, older_than: timedelta = ABANDONED_AFTER) -> int:
-        """Delete staging and trash folders left by syncs that crashed (old enough that no live
-        sync can still be using them). Returns how many were removed."""
+        """Delete staging folders left by syncs that crashed (old enough that no live sync can
+        still be using them). Returns how many were removed."""
         removed = 0
         cutoff = datetime.now(UTC) - older_than
-        for area in ("_staging", "_trash"):
-            selector = pafs.FileSelector(f"{self.root}/{area}", allow_not_found=True)
-            for info in self.fs.get_file_info(selector):
-                if info.type == pafs.FileType.Directory and info.mtime and info.mtime < cutoff:
-                    with contextlib.suppress(FileNotFoundError, OSError):
-                        self.fs.delete_dir(info.path)
-                        removed += 1
+        selector = pafs.FileSelector(f"{self.root}/_staging", allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.Directory and info.mtime and info.mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    self.fs.delete_dir(info.path)
+                    removed += 1
         return removed
 
     def discard(self, sync_id: str) -> None:
+        """Delete a sync's staging folder, and its trash folder if every day in it was committed
+        or rolled back."""
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(self.staging_dir(sync_id))
+        trash = self.trash_dir(sync_id)
+        selector = pafs.FileSelector(trash, recursive=True, allow_not_found=True)
+        if all(i.type == pafs.FileType.Directory for i in self.fs.get_file_info(selector)):
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.fs.delete_dir(trash)
+
+    def _trash_entry(self, sync_id: str, table: str, day: date) -> str:
+        return f"{self.trash_dir(sync_id)}/{table}/date={day.isoformat()}"
 
 
 @dataclass
@@ -153,6 +222,7 @@ class RangeWriter:
             buffer.writer.write_table(
                 pa.concat_tables(buffer.tables), row_group_size=ROW_GROUP_ROWS
             )
+            failpoint("after_first_row_group")
         buffer.tables.clear()
         buffer.rows = 0
 

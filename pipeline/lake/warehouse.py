@@ -183,6 +183,14 @@ class Warehouse:
             finally:
                 con.close()
 
+    def day_sync_id(self, day: date) -> str | None:
+        """The sync whose rows of ``day`` the warehouse holds, if any."""
+        with self.writer() as con:
+            row = con.execute(
+                "SELECT sync_id FROM raw.synced_days WHERE partition_date = ?", [day]
+            ).fetchone()
+        return row[0] if row else None
+
     def replace_day(self, files: dict[str, str], summary: DaySummary) -> None:
         """Replace one partition day in every raw table, as one transaction."""
         with self.writer() as con:
