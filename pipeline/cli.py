@@ -34,13 +34,15 @@ class BackfillReport:
 
     days_ok: list[date] = field(default_factory=list)
     failed: dict[date, str] = field(default_factory=dict)
+    # Closed days loaded with fewer distinct sessions than the server's totalCount.
+    incomplete: dict[date, str] = field(default_factory=dict)
     sessions: int = 0
     dbt_ok: bool | None = None
     dbt_error: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.failed and self.dbt_ok is not False
+        return not self.failed and not self.incomplete and self.dbt_ok is not False
 
 
 def run_backfill(
@@ -84,6 +86,11 @@ def run_backfill(
         if event == "day":
             report.days_ok.append(payload.partition_date)
             report.sessions += payload.sessions
+            if payload.complete is False and payload.partition_date < _today():
+                report.incomplete[payload.partition_date] = (
+                    f"saw {payload.window_distinct_sessions} distinct sessions in the request "
+                    f"window, the server counted {payload.server_total_count}; re-run the day"
+                )
             bar.update(1)
             bar.set_postfix(sessions=report.sessions, refresh=False)
         elif event == "failed":
@@ -129,6 +136,13 @@ def run_backfill(
     return report
 
 
+def _today() -> date:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(config.timezone_name())).date()
+
+
 def _record_unexplained_failures(
     result: Any, report: BackfillReport, first: date, last: date
 ) -> None:
@@ -168,6 +182,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     )
     for day, reason in sorted(report.failed.items()):
         print(f"FAILED {day}: {reason}", file=sys.stderr)
+    for day, reason in sorted(report.incomplete.items()):
+        print(f"INCOMPLETE {day}: {reason}", file=sys.stderr)
     if report.dbt_ok is False:
         print(f"FAILED dbt build: {report.dbt_error}", file=sys.stderr)
     print(

@@ -43,6 +43,8 @@ def run_demo(days: int = 14, sessions_per_day: int = 1500, seed: int = 7) -> int
         report = run_backfill(first, last, with_dbt=True)
     for day, reason in sorted(report.failed.items()):
         print(f"FAILED {day}: {reason}", file=sys.stderr)
+    for day, reason in sorted(report.incomplete.items()):
+        print(f"INCOMPLETE {day}: {reason}", file=sys.stderr)
     if not report.ok:
         if report.dbt_ok is False:
             print(f"FAILED dbt build: {report.dbt_error}", file=sys.stderr)

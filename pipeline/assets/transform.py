@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -57,8 +58,24 @@ def evo_dbt_models(
         events = list(invocation.stream())
         events = with_table_metadata(target.path, invocation.manifest, events, context.log)
     yield from events
+    _prune_target_dirs(invocation.target_path.parent, keep=KEEP_DBT_TARGET_DIRS)
     if not invocation.is_successful():
         raise invocation.get_error() or dg.Failure("dbt build failed")
+
+
+# dagster-dbt gives every invocation its own target folder (artifacts, logs); keep the newest
+# few for debugging instead of one per run forever.
+KEEP_DBT_TARGET_DIRS = 5
+
+
+def _prune_target_dirs(parent: Path, keep: int) -> None:
+    runs = sorted(
+        (p for p in parent.glob("evo_dbt_models-*") if p.is_dir()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in runs[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def with_table_metadata(
