@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import uuid
 from array import array
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -115,16 +116,14 @@ def sync_range(
     writer = RangeWriter(lake, ctx.sync_id, days)
     dedup = _Dedup(days)
     stats = PageStats()
-    distinct_by_store: Counter[bool] = Counter()
-    store_ids: set[str] = set()
-    current_store: bool | None = None
+    # 8 bytes per session copy (a 64-bit hash of its id), counted distinct per store at the end.
+    id_hashes: dict[bool, array] = defaultdict(lambda: array("q"))
     ordinal = 0
     try:
         for archive, page in iter_window_pages(client, window, today=today):
-            if archive != current_store:
-                store_ids, current_store = set(), archive
-            store_ids.update(i.get("id") for i in page.items if isinstance(i, dict))
-            distinct_by_store[archive] = len(store_ids - {None})
+            id_hashes[archive].extend(
+                hash(i["id"]) for i in page.items if isinstance(i, dict) and i.get("id")
+            )
             flat = flatten_page(
                 page.items,
                 page=page.number,
@@ -143,9 +142,10 @@ def sync_range(
     except BaseException:
         writer.abort()
         raise
-    del store_ids
-
-    window_distinct = sum(distinct_by_store.values())
+    window_distinct = sum(
+        len(np.unique(np.frombuffer(h, dtype=np.int64))) for h in id_hashes.values()
+    )
+    del id_hashes
 
     def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
         return DaySummary(

@@ -25,7 +25,7 @@ from pipeline.lake.schemas import SESSION_TABLES
 
 # Row groups of about this many rows: big enough for good zstd and scans, small enough that a
 # day's buffers stay bounded whatever the day's size.
-ROW_GROUP_ROWS = 128_000
+ROW_GROUP_ROWS = 32_000
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
 ABANDONED_AFTER = timedelta(hours=6)

@@ -23,6 +23,9 @@ from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
 
 LOCK_TIMEOUT_SECONDS = 600
+# A day load streams Parquet into tables; without a cap DuckDB's buffer pool may grow to 80% of
+# RAM on a big day, so the sync's memory would grow with the size of the day.
+WRITER_CONFIG = {"memory_limit": "128MB", "threads": 2}
 _LINEAGE_ONLY_IN_LAKE = {"copy_ordinal"}
 
 
@@ -164,7 +167,7 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive read-write connection; other writers wait on the lock."""
         with self._lock:
-            con = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
                 con.execute("SET TimeZone = 'UTC'")
                 ensure_raw_schema(con)
