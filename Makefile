@@ -14,10 +14,14 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 install: $(STAMP)
 
+# uv: the one in .venv, else one on PATH, else installed into .venv from PyPI (a venv made by
+# uv itself has no pip: ensurepip first).
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@test -x $(UV) || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	@$(UV) sync --frozen --quiet
+	@test -x $(UV) || command -v uv >/dev/null 2>&1 || { \
+	  $(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null; \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check uv; }
+	@$$(test -x $(UV) && echo $(UV) || command -v uv) sync --frozen --quiet
 	@mkdir -p $(DAGSTER_HOME) && cp -n dagster-instance.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
 	@rm -f $(VENV)/.synced-* && touch $@
 

@@ -100,7 +100,8 @@ MODES = {
         compare_days=2,
         compare_per_day=50_000,
         reps=2,
-        dlt_default_format=True,
+        # dlt's insert_values load peaks at ~5 GB RSS for 20k sessions: not at 100k on 24 GB.
+        dlt_default_format=False,
         rss_small=5_000,
         rss_big=500_000,
         backfill_days=90,
@@ -804,44 +805,46 @@ def _method_markdown(sizes: Sizes, anchor: date) -> str:
     scaled_note = (
         ""
         if s.daily_history_big * s.daily_rate >= 5_000_000
-        else "**Scaled down** from 5M vs 50k sessions of history to the sizes above; "
-        "`--scale` runs the full 5M vs 50k."
+        else "**Scaled down** from 5M vs 50k sessions of history; `--scale` runs the full size."
     )
     return f"""\
-- Emulator: `pipeline.emulator` in its own process (`benchmarks/emulator_proc.py`), seed fixed,
-  clock frozen at {anchor} 00:00 UTC, `weekend_factor=1` (every day the same volume), page size
-  100 (`countPerPage`, the client default). History exists only on the days named, so the
-  request window's one-day margins return nothing in scenarios 1-5; in 6 and 7 they overlap
-  neighbouring days, as in production.
+- Emulator: `pipeline.emulator` in its own process (`benchmarks/emulator_proc.py`), seed
+  fixed, clock frozen at {anchor} 00:00 UTC, `weekend_factor=1` (every day the same volume),
+  page size 100 (`countPerPage`, the client default). History exists only on the days named,
+  so the request window's one-day margins return nothing in scenarios 1-5; in 6 and 7 they
+  overlap neighbouring days, as in production.
 - Scenarios 1-4 (`compare`): {s.compare_days} day(s) x {s.compare_per_day} sessions. The raw
-  floor and dlt send exactly our ingest's queries (`benchmarks/common.py:session_queries`),
+  floor and dlt send exactly our ingest's queries (`benchmarks/common.py:session_queries`)
   with `requests` and one shared `Session` logged in by `POST /auth/credentials`, fetching up
   to N pages ahead in page order like `EvoVoiceClient.iter_pages`. Raw floor and our ingest:
-  best of {s.reps}. Our ingest: `pipeline.sync.sync_days(client, Lake, Warehouse, ...)` in a
-  fresh process (`benchmarks/child.py ingest`) into an empty temp dir, `concurrency=N`,
-  `parallel_fetches=1`; its time includes Parquet staging, the lake publish and the DuckDB
-  load. dlt: a `dlt.resource` yielding each page's session dicts, `dlt.pipeline(destination=
-  "duckdb")`, `write_disposition="replace"`, telemetry off; extract + normalize + load timed
-  (child tables `sessions__members`, `sessions__log`, `sessions__customer_breadcrumb` checked).
+  best of {s.reps} at 0 ms, one run at 20 ms. Our ingest: `pipeline.sync.sync_days(client,
+  Lake, Warehouse, ...)` in a fresh process (`benchmarks/child.py ingest`) into an empty temp
+  dir, `concurrency=N`, `parallel_fetches=1`; its time includes Parquet staging, the lake
+  publish and the DuckDB load. dlt (`benchmarks/contenders.py`, in a fresh process): a
+  `dlt.resource` yielding each page's session dicts, `dlt.pipeline(destination="duckdb")`,
+  `write_disposition="replace"`, telemetry off; extract + normalize + load timed; its child
+  tables `sessions__members`, `sessions__log`, `sessions__customer_breadcrumb` are counted.
   dlt runs with the `parquet` loader format (its fastest here) and, at 0 ms, also with its
   default for DuckDB (`insert_values`); both ratios are reported.
-- Scenario 5 (`rss`): one day of {s.rss_small} and one of {s.rss_big} sessions, each ingested by a
-  fresh process (production settings: 4 workers); peak RSS is that process's `ru_maxrss`.
+- Scenario 5 (`rss`): one day of {s.rss_small} and one of {s.rss_big} sessions, each ingested
+  by a fresh process (production settings: 4 workers); peak RSS is that process's `VmHWM`
+  (`ru_maxrss` would inherit the parent's peak across fork+exec).
 - Scenario 6 (`backfill`): `pipeline.cli.run_backfill(start, end, with_dbt=False)` in a fresh
   process with `EVO_*` set before `pipeline.definitions` is imported, an empty `EVO_DATA_DIR`
-  and its own `DAGSTER_HOME`; production settings (7-day windows, 2 in parallel, 4 workers,
-  31 partitions per run). {s.backfill_days} days x {s.backfill_per_day} vs one day of
+  and its own `DAGSTER_HOME` (SQLite run and event storage, as under `make`); production
+  settings (7-day windows, 2 in parallel, 4 workers, 31 partitions per run).
+  {s.backfill_days} days x {s.backfill_per_day} vs one day of
   {s.backfill_days * s.backfill_per_day}.
-- Scenario 7 (`daily`): {s.daily_rate} sessions/day. History of {s.daily_history_big} days
+- Scenario 7 (`daily`): {s.daily_rate} sessions/day; history of {s.daily_history_big} days
   ({s.daily_history_big * s.daily_rate} sessions) vs {s.daily_history_small} days
-  ({s.daily_history_small * s.daily_rate} sessions), loaded with `sync_days` (windows of
-  up to 31 days), then the `dbt_job` through Dagster builds the marts; then the measured daily sync:
-  `run_backfill(yesterday - 3, yesterday, with_dbt=True)`.
-  {scaled_note}
+  ({s.daily_history_small * s.daily_rate} sessions), loaded with `sync_days` (windows of up to
+  31 days), then the Dagster `dbt_job` builds the marts; then the measured daily sync:
+  `run_backfill(yesterday - 3, yesterday, with_dbt=True)`. {scaled_note}
 - Dagster runs use the wall clock as "today", which is after the frozen emulator clock, so
-  they read both the live and the archive store for every window (one extra count request and
-  one empty page per window); direct `sync_days` calls pass `today={anchor}`.
-- sessions/s = sessions kept / wall seconds. "MB" = response bytes.
+  they read both the live and the archive store for every window (one extra count request
+  and one empty page per window); direct `sync_days` calls pass `today={anchor}`.
+- sessions/s = sessions kept / wall seconds; "MB" = response bytes; "cpu s" = CPU time of
+  the measured process (all its threads).
 """
 
 
@@ -849,7 +852,9 @@ def _method_markdown(sizes: Sizes, anchor: date) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="make bench: our ingest vs the raw floor and dlt, memory, backfills, daily sync"
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smoke run, < 2 minutes")
     size.add_argument("--scale", action="store_true", help="full size (5M-session history)")

@@ -28,7 +28,7 @@ from pipeline.evo.sessions import count_window, iter_window_pages, request_windo
 from pipeline.failpoints import failpoint
 from pipeline.lake.flatten import PageStats, SyncContext, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, Lake, RangeWriter
-from pipeline.lake.warehouse import DaySummary, Warehouse
+from pipeline.lake.warehouse import DaySummary, Warehouse, replace_day
 
 log = logging.getLogger(__name__)
 
@@ -176,20 +176,22 @@ def sync_range(
             losers = dedup.losers.get(day, [])
             if losers:
                 _drop_copies(lake, staged[day], losers)
-            # A day's lake folders and warehouse rows change together: under the writer lock,
-            # undone here on failure, and by Lake.recover if the process dies midway.
-            with warehouse.exclusive():
+        # A day's lake folders and warehouse rows change together: under the writer lock (one
+        # connection for the window's days, each day its own transaction), undone here on
+        # failure, and by Lake.recover if the process dies midway.
+        with warehouse.writer() as con:
+            for day in days:
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
-                    summary = summarize(day, files, len(losers))
-                    warehouse.replace_day(files, summary)
+                    summary = summarize(day, files, len(dedup.losers.get(day, [])))
+                    replace_day(con, files, summary)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)
                     raise
                 lake.commit_day(day, ctx.sync_id)
-            summaries.append(summary)
-            if on_day is not None:
-                on_day(summary)
+                summaries.append(summary)
+                if on_day is not None:
+                    on_day(summary)
     finally:
         lake.discard(ctx.sync_id)
     return summaries

@@ -25,7 +25,7 @@ from pipeline.lake import schemas
 LOCK_TIMEOUT_SECONDS = 600
 # A day load streams Parquet into tables; without a cap DuckDB's buffer pool may grow to 80% of
 # RAM on a big day, so the sync's memory would grow with the size of the day.
-WRITER_CONFIG = {"memory_limit": "128MB", "threads": 2}
+WRITER_CONFIG = {"memory_limit": "128MB", "threads": 2, "preserve_insertion_order": False}
 _LINEAGE_ONLY_IN_LAKE = {"copy_ordinal"}
 
 

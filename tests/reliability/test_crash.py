@@ -23,6 +23,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+import pipeline.sync
 from pipeline.emulator import run_emulator
 from pipeline.failpoints import FAILPOINTS
 from pipeline.lake.store import Lake
@@ -294,10 +295,10 @@ def test_a_load_that_fails_puts_the_lake_back(tmp_path, monkeypatch):
         before = day_state(data_dir)
         emulator.store.insert_sessions(DAY, count=5)
 
-        def broken(self, files, summary):
+        def broken(con, files, summary):
             raise OSError("No space left on device")
 
-        monkeypatch.setattr(Warehouse, "replace_day", broken)
+        monkeypatch.setattr(pipeline.sync, "replace_day", broken)
         with pytest.raises(OSError, match="No space left"):
             complete_with(data_dir, emulator)
         monkeypatch.undo()
