@@ -29,25 +29,24 @@ WRITER_CONFIG = {"memory_limit": "128MB", "threads": 2, "preserve_insertion_orde
 _LINEAGE_ONLY_IN_LAKE = {"copy_ordinal"}
 
 
+_DUCKDB_TYPES = (
+    (pa.types.is_string, "VARCHAR"),
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_int32, "INTEGER"),
+    (pa.types.is_int64, "BIGINT"),
+    (pa.types.is_float64, "DOUBLE"),
+    (pa.types.is_date32, "DATE"),
+    (pa.types.is_timestamp, "TIMESTAMPTZ"),
+    (pa.types.is_map, "VARCHAR"),  # stored as JSON text in the warehouse
+)
+
+
 def duckdb_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_string(arrow_type):
-        return "VARCHAR"
-    if pa.types.is_boolean(arrow_type):
-        return "BOOLEAN"
-    if pa.types.is_int32(arrow_type):
-        return "INTEGER"
-    if pa.types.is_int64(arrow_type):
-        return "BIGINT"
-    if pa.types.is_float64(arrow_type):
-        return "DOUBLE"
-    if pa.types.is_date32(arrow_type):
-        return "DATE"
-    if pa.types.is_timestamp(arrow_type):
-        return "TIMESTAMPTZ"
-    if pa.types.is_map(arrow_type):
-        return "VARCHAR"  # stored as JSON text in the warehouse
     if pa.types.is_list(arrow_type):
         return f"{duckdb_type(arrow_type.value_type)}[]"
+    for matches, name in _DUCKDB_TYPES:
+        if matches(arrow_type):
+            return name
     raise TypeError(f"no DuckDB type for {arrow_type}")
 
 
