@@ -69,7 +69,8 @@ def test_module_entry_point_serves_until_interrupted():
         assert response.json()["isAuthenticated"] is True
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        # Generous: under a loaded CI machine the shutdown once took over 10 s.
+        assert process.wait(timeout=60) == 0
 
 
 def test_live_clock_follows_the_wall_clock(start_emulator):
