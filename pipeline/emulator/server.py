@@ -1007,8 +1007,10 @@ def serve_forever(
     )
     emulator.start()
     try:
+        # sleep, not Thread.join: a Ctrl-C that interrupts join() can leave the thread's
+        # state lock held, and stop()'s own join would then hang.
         while emulator._thread.is_alive():
-            emulator._thread.join(0.5)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
