@@ -149,9 +149,9 @@ STEPS = (
     ("drop duplicate copies (_drop_copies)", "pipeline.sync", "_drop_copies"),
     ("lake publish (Lake.publish_day)", "pipeline.lake.store", "Lake.publish_day"),
     ("Parquet row counts (_file_rows)", "pipeline.sync", "_file_rows"),
-    ("DuckDB load (Warehouse.replace_day)", "pipeline.lake.warehouse", "Warehouse.replace_day"),
+    ("DuckDB load (replace_day)", "pipeline.sync", "replace_day"),
 )
-RESIDUAL = "sync_range's own code (per-page distinct-id set, loop)"
+RESIDUAL = "sync_range's own code (loop, id hashes, summaries)"
 
 
 def cmd_stages(args: argparse.Namespace) -> dict:

@@ -193,11 +193,6 @@ class Warehouse:
             ).fetchone()
         return row[0] if row else None
 
-    def replace_day(self, files: dict[str, str], summary: DaySummary) -> None:
-        """Replace one partition day in every raw table, as one transaction."""
-        with self.writer() as con:
-            replace_day(con, files, summary)
-
     def replace_accounts(self, accounts: pa.Table, items: pa.Table) -> None:
         with self.writer() as con:
             con.execute("BEGIN")
