@@ -20,6 +20,7 @@ import contextlib
 import math
 import random
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -993,6 +994,10 @@ def run_emulator(
         emulator.stop()
 
 
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(
     config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8000
 ) -> None:
@@ -1005,6 +1010,11 @@ def serve_forever(
         f"seed {config.seed})",
         flush=True,
     )
+    if threading.current_thread() is threading.main_thread():
+        # A process started in the background by a non-interactive shell inherits SIGINT
+        # ignored; a foreground server must still stop on Ctrl-C (and on SIGTERM).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     emulator.start()
     try:
         # sleep, not Thread.join: a Ctrl-C that interrupts join() can leave the thread's
