@@ -218,7 +218,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import subprocess
 
     command = [
-        str(_venv_bin("dagster")),
+        config.venv_executable("dagster"),
         "dev",
         "-w",
         str(config.PROJECT_ROOT / "workspace.yaml"),
@@ -273,13 +273,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.status import status_command
 
     return status_command(args)
-
-
-def _venv_bin(name: str):
-    from pathlib import Path
-
-    candidate = Path(sys.executable).with_name(name)
-    return candidate if candidate.exists() else name
 
 
 def ensure_dagster_home() -> None:

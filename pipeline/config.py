@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -64,5 +65,8 @@ def export_data_dir() -> None:
     os.environ["EVO_DATA_DIR"] = str(data_dir())
 
 
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+def venv_executable(name: str) -> str:
+    """A console script installed beside this Python (the project's venv), else ``name`` for
+    a lookup on PATH."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -22,8 +21,7 @@ dbt_project = DbtProject(project_dir=config.DBT_PROJECT_DIR, profiles_dir=config
 
 def dbt_executable() -> str:
     """The ``dbt`` installed beside this Python (the project's venv), else the one on PATH."""
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    return config.venv_executable("dbt")
 
 
 def _newest_source_mtime() -> float:
