@@ -134,62 +134,87 @@ def cmd_dlt(args: argparse.Namespace) -> dict:
     return result
 
 
-# (label, module, attribute path) of the steps ``sync_range`` calls; each is wrapped with a timer.
+# (label, thread, module, attribute path) of the steps ``sync_range`` calls; each is wrapped
+# with a timer. Steps in the paging threads overlap the main thread's work.
+MAIN, PAGING = "main", "paging threads"
 STEPS = (
-    ("count request (count_window)", "pipeline.sync", "count_window"),
+    ("count requests (count_window)", MAIN, "pipeline.sync", "count_window"),
+    ("waiting for the next page", MAIN, "pipeline.sync", "iter_window_pages"),
+    ("flatten decoded pages (flatten_columnar)", MAIN, "pipeline.sync", "flatten_columnar"),
+    ("flatten dict pages (flatten_page)", MAIN, "pipeline.sync", "flatten_page"),
+    ("Parquet staging (RangeWriter.write)", MAIN, "pipeline.lake.store", "RangeWriter.write"),
+    ("Parquet staging (RangeWriter.finish)", MAIN, "pipeline.lake.store", "RangeWriter.finish"),
+    ("de-duplication (_Copies.resolve)", MAIN, "pipeline.sync", "_Copies.resolve"),
+    ("drop duplicate copies (_drop_copies)", MAIN, "pipeline.sync", "_drop_copies"),
+    ("lake publish (Lake.publish_day)", MAIN, "pipeline.lake.store", "Lake.publish_day"),
+    ("Parquet row counts (_file_rows)", MAIN, "pipeline.sync", "_file_rows"),
+    ("DuckDB load (replace_day)", MAIN, "pipeline.sync", "replace_day"),
+    ("HTTP request (EvoVoiceClient._send)", PAGING, "pipeline.evo.client", "EvoVoiceClient._send"),
     (
-        "fetch + orjson (EvoVoiceClient.fetch_page)",
-        "pipeline.evo.client",
-        "EvoVoiceClient.fetch_page",
+        "decode page to Arrow (decode_sessions_page)",
+        PAGING,
+        "pipeline.sync",
+        "decode_sessions_page",
     ),
-    ("flatten_page (JSON -> Arrow tables)", "pipeline.sync", "flatten_page"),
-    ("dedup bookkeeping (_Dedup.add)", "pipeline.sync", "_Dedup.add"),
-    ("Parquet staging (RangeWriter.write)", "pipeline.lake.store", "RangeWriter.write"),
-    ("Parquet staging (RangeWriter.finish)", "pipeline.lake.store", "RangeWriter.finish"),
-    ("drop duplicate copies (_drop_copies)", "pipeline.sync", "_drop_copies"),
-    ("lake publish (Lake.publish_day)", "pipeline.lake.store", "Lake.publish_day"),
-    ("Parquet row counts (_file_rows)", "pipeline.sync", "_file_rows"),
-    ("DuckDB load (replace_day)", "pipeline.sync", "replace_day"),
 )
-RESIDUAL = "sync_range's own code (loop, id hashes, summaries)"
+RESIDUAL = "sync_range's own code (batching, bookkeeping, summaries)"
 
 
 def cmd_stages(args: argparse.Namespace) -> dict:
-    """The real ``sync_days`` (1 worker, so every step runs in this thread) with a timer wrapped
-    around each step it calls; what no wrapper covers is ``sync_range``'s own code."""
+    """The real ``sync_days`` (1 worker) with a timer wrapped around each step it calls. Steps
+    of the main thread add up to the wall time (what no wrapper covers is ``sync_range``'s own
+    code); steps of the paging threads run alongside them."""
     import functools
     import importlib
+    import inspect
     from collections import Counter
 
-    timings: Counter[str] = Counter()
+    timings: Counter[tuple[str, str]] = Counter()
 
-    def timed(label, fn):
+    def timed(key, fn):
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def generator(*a, **k):
+                iterator = fn(*a, **k)
+                while True:
+                    t = time.perf_counter()
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                    finally:
+                        timings[key] += time.perf_counter() - t
+                    yield item
+
+            return generator
+
         @functools.wraps(fn)
         def wrapper(*a, **k):
             t = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                timings[label] += time.perf_counter() - t
+                timings[key] += time.perf_counter() - t
 
         return wrapper
 
     missing = []
-    for label, module_name, path in STEPS:
+    for label, thread, module_name, path in STEPS:
         owner = importlib.import_module(module_name)
         *parents, name = path.split(".")
         for parent in parents:
-            owner = getattr(owner, parent)
-        if not hasattr(owner, name):
+            owner = getattr(owner, parent, None)
+        if owner is None or not hasattr(owner, name):
             missing.append(path)  # the pipeline changed: report it rather than fail
             continue
-        setattr(owner, name, timed(label, getattr(owner, name)))
+        setattr(owner, name, timed((label, thread), getattr(owner, name)))
     args.concurrency = 1
     args.profile = None
     result = cmd_ingest(args)
-    covered = sum(timings.values())
-    timings[RESIDUAL] = max(0.0, result["seconds"] - covered)
-    result["stages"] = dict(timings)
+    covered = sum(seconds for (_, thread), seconds in timings.items() if thread == MAIN)
+    timings[(RESIDUAL, MAIN)] = max(0.0, result["seconds"] - covered)
+    result["stages"] = [[label, thread, seconds] for (label, thread), seconds in timings.items()]
     result["missing_steps"] = missing
     return result
 

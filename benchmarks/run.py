@@ -359,26 +359,30 @@ def _profile_markdown(
         f"{stages['sessions']} sessions, {stages['pages']} pages, {stages['bytes'] / 1e6:.0f} MB.",
         "",
         "**Step by step, no profiler**: the real `sync_days` with a timer wrapped around each "
-        "function `sync_range` calls (`benchmarks/child.py stages`); the rest is `sync_range`'s "
-        "own code:",
+        "function `sync_range` calls (`benchmarks/child.py stages`). Main-thread steps add up to "
+        "the wall time (the rest is `sync_range`'s own code); the paging thread fetches and "
+        "decodes the next page meanwhile, so its steps overlap them:",
         "",
-        "| step | seconds | % | sessions/s if alone |",
-        "|---|---:|---:|---:|",
+        "| step | thread | seconds | % of wall | sessions/s if alone |",
+        "|---|---|---:|---:|---:|",
     ]
     step_total = stages["seconds"]
-    for name, seconds in sorted(stages["stages"].items(), key=lambda kv: -kv[1]):
+    for name, thread, seconds in sorted(stages["stages"], key=lambda s: (s[1], -s[2])):
         if seconds < 0.001:
             continue
         rate = f"{stages['sessions'] / seconds:,.0f}" if seconds > 0.01 else "-"
-        lines.append(f"| {name} | {seconds:.2f} | {100 * seconds / step_total:.0f}% | {rate} |")
+        lines.append(
+            f"| {name} | {thread} | {seconds:.2f} | {100 * seconds / step_total:.0f}% | {rate} |"
+        )
     overall = stages["sessions"] / step_total
-    lines.append(f"| **total** | **{step_total:.2f}** | 100% | {overall:,.0f} |")
+    lines.append(f"| **wall time** | | **{step_total:.2f}** | 100% | {overall:,.0f} |")
     if stages.get("missing_steps"):
         lines += ["", f"(Not found in the pipeline now: {', '.join(stages['missing_steps'])}.)"]
     lines += [
         "",
-        f"**cProfile** (total {total:.2f} s under the profiler; profiler overhead inflates "
-        "Python-heavy code, so use the % to rank, the table above for absolute time).",
+        f"**cProfile** of the main thread (total {total:.2f} s under the profiler; profiler "
+        "overhead inflates Python-heavy code, so use the % to rank, the table above for "
+        "absolute time).",
         "",
         "Top by cumulative time (pipeline and library entry points):",
         "",

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from array import array
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import duckdb
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.evo.client import EvoVoiceClient
+from pipeline.evo.client import EvoVoiceClient, Page
 from pipeline.evo.sessions import count_window, iter_window_pages, request_window
 from pipeline.failpoints import failpoint
-from pipeline.lake.flatten import PageStats, SyncContext, flatten_page
+from pipeline.lake import schemas
+from pipeline.lake.decode import decode_sessions_page
+from pipeline.lake.flatten import FlatPage, PageStats, SyncContext, flatten_columnar, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, Lake, RangeWriter
 from pipeline.lake.warehouse import DaySummary, Warehouse, replace_day
 
@@ -36,45 +38,71 @@ DayCallback = Callable[[DaySummary], None]
 PageCallback = Callable[[int], None]
 
 
-_UNKNOWN = -(2**63)
+# Sessions per flatten call on the decoded path: Arrow's per-call cost is paid per batch.
+FLATTEN_BATCH_ROWS = 2_000
 
 
-class _Dedup:
-    """Which copy of each session id wins: the latest ``dateLastModified``, then the later copy.
+_COPY_KEYS = pa.schema(
+    [
+        schemas.SESSIONS.field(name)
+        for name in ("session_id", "date_last_modified", "copy_ordinal", "partition_date")
+    ]
+)
 
-    Per copy only 10 bytes are kept (two arrays indexed by ordinal), so a day of 500k sessions
-    does not need its rows in memory to be de-duplicated.
-    """
 
-    def __init__(self, days: list[date]) -> None:
-        self.days = days
-        self.winner: dict[str, int] = {}
-        self.modified = array("q")
-        self.day_index = array("h")
-        self.losers: dict[date, list[int]] = defaultdict(list)
+class _Copies:
+    """Every copy of a session the window's pages returned, kept as narrow Arrow columns (tens
+    of bytes per copy, no Python object per row) and resolved in DuckDB at the end: which
+    copies lose de-duplication, and how many distinct sessions each store returned."""
 
-    def add(self, sessions: pa.Table, count: int) -> None:
-        self.modified.extend([_UNKNOWN] * count)
-        self.day_index.extend([-1] * count)
-        first = self.days[0]
-        columns = (
-            sessions["session_id"].to_pylist(),
-            sessions["copy_ordinal"].to_pylist(),
-            sessions["date_last_modified"].cast(pa.int64()).to_pylist(),
-            sessions["partition_date"].to_pylist(),
+    def __init__(self) -> None:
+        self.seen: list[pa.Table] = []
+        self.stored: list[pa.Table] = []
+
+    def add_seen(self, ids: pa.Array, archive: bool) -> None:
+        self.seen.append(
+            pa.table({"session_id": ids, "archive": pa.repeat(pa.scalar(archive), len(ids))})
         )
-        for session_id, ordinal, stamp, day in zip(*columns, strict=True):
-            self.modified[ordinal] = _UNKNOWN if stamp is None else stamp
-            self.day_index[ordinal] = (day - first).days
-            previous = self.winner.get(session_id)
-            if previous is None:
-                self.winner[session_id] = ordinal
-                continue
-            if self.modified[ordinal] >= self.modified[previous]:
-                self.winner[session_id], loser = ordinal, previous
-            else:
-                loser = ordinal
-            self.losers[self.days[self.day_index[loser]]].append(loser)
+
+    def add_stored(self, sessions: pa.Table) -> None:
+        self.stored.append(sessions.select(_COPY_KEYS.names))
+
+    def resolve(self) -> tuple[dict[date, list[int]], int]:
+        """The losing copies' ordinals per day (the latest ``dateLastModified`` wins, then the
+        later copy), and the number of distinct ids summed over the stores read."""
+        seen = _concat(self.seen, pa.schema([("session_id", pa.string()), ("archive", pa.bool_())]))
+        stored = _concat(self.stored, _COPY_KEYS)
+        self.seen, self.stored = [], []
+        con = duckdb.connect()
+        try:
+            con.register("seen", seen)
+            con.register("stored", stored)
+            distinct = con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT archive, session_id FROM seen "
+                "WHERE session_id <> '')"
+            ).fetchone()[0]
+            rows = con.execute(
+                """
+                SELECT partition_date, list(copy_ordinal ORDER BY copy_ordinal) FROM (
+                    SELECT partition_date, copy_ordinal FROM stored
+                    QUALIFY row_number() OVER (
+                        PARTITION BY session_id
+                        ORDER BY date_last_modified DESC NULLS LAST, copy_ordinal DESC) > 1)
+                GROUP BY partition_date
+                """
+            ).fetchall()
+        finally:
+            con.close()
+        return {day: ordinals for day, ordinals in rows}, int(distinct)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _item_id(item: Any) -> str | None:
+    value = item.get("id") if isinstance(item, dict) else None
+    return None if value is None else str(value)
 
 
 @dataclass
@@ -114,38 +142,66 @@ def sync_range(
     recover(lake, warehouse)
     server_total = count_window(client, window, today=today)
     writer = RangeWriter(lake, ctx.sync_id, days)
-    dedup = _Dedup(days)
+    copies = _Copies()
     stats = PageStats()
-    # 8 bytes per session copy (a 64-bit hash of its id), counted distinct per store at the end.
-    id_hashes: dict[bool, array] = defaultdict(lambda: array("q"))
     ordinal = 0
+    batch: list[Page] = []
+
+    def stage(flat: FlatPage) -> None:
+        copies.add_stored(flat.tables["sessions"])
+        stats.merge(flat.stats)
+        writer.write(flat)
+        failpoint("after_first_page")
+        if on_page is not None:
+            on_page(flat.tables["sessions"].num_rows)
+
+    def stage_items(items: list[Any], page: int, archive: bool) -> None:
+        nonlocal ordinal
+        flat = flatten_page(
+            items, page=page, search_archive=archive, first_ordinal=ordinal, ctx=ctx
+        )
+        ordinal += len(items)
+        stage(flat)
+
+    def flush(archive: bool) -> None:
+        nonlocal ordinal
+        if not batch:
+            return
+        pages = list(batch)
+        batch.clear()
+        sessions = pa.concat_arrays([p.columns for p in pages])
+        numbers = pa.array(np.repeat([p.number for p in pages], [p.count for p in pages]))
+        flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
+        if flat is None:  # a session is rejected: its page goes the dict way, which says why
+            for p in pages:
+                stage_items(orjson.loads(p.body).get("items") or [], p.number, archive)
+            return
+        ordinal += len(sessions)
+        stage(flat)
+
     try:
-        for archive, page in iter_window_pages(client, window, today=today):
-            id_hashes[archive].extend(
-                hash(i["id"]) for i in page.items if isinstance(i, dict) and i.get("id")
-            )
-            flat = flatten_page(
-                page.items,
-                page=page.number,
-                search_archive=archive,
-                first_ordinal=ordinal,
-                ctx=ctx,
-            )
-            dedup.add(flat.tables["sessions"], len(page.items))
-            ordinal += len(page.items)
-            stats.merge(flat.stats)
-            writer.write(flat)
-            failpoint("after_first_page")
-            if on_page is not None:
-                on_page(flat.tables["sessions"].num_rows)
+        current_store = False
+        for archive, page in iter_window_pages(
+            client, window, today=today, decoder=decode_sessions_page
+        ):
+            if archive != current_store:
+                flush(current_store)
+                current_store = archive
+            if page.columns is not None:
+                copies.add_seen(page.columns.field("id"), archive)
+                batch.append(page)
+                if sum(p.count for p in batch) >= FLATTEN_BATCH_ROWS:
+                    flush(archive)
+                continue
+            flush(archive)
+            copies.add_seen(pa.array([_item_id(i) for i in page.items], pa.string()), archive)
+            stage_items(page.items, page.number, archive)
+        flush(current_store)
         staged = writer.finish()
     except BaseException:
         writer.abort()
         raise
-    window_distinct = sum(
-        len(np.unique(np.frombuffer(h, dtype=np.int64))) for h in id_hashes.values()
-    )
-    del id_hashes
+    losers, window_distinct = copies.resolve()
 
     def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
         return DaySummary(
@@ -173,9 +229,8 @@ def sync_range(
     summaries = []
     try:
         for day in days:
-            losers = dedup.losers.get(day, [])
-            if losers:
-                _drop_copies(lake, staged[day], losers)
+            if losers.get(day):
+                _drop_copies(lake, staged[day], losers[day])
         # A day's lake folders and warehouse rows change together: under the writer lock (one
         # connection for the window's days, each day its own transaction), undone here on
         # failure, and by Lake.recover if the process dies midway.
@@ -183,7 +238,7 @@ def sync_range(
             for day in days:
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
-                    summary = summarize(day, files, len(dedup.losers.get(day, [])))
+                    summary = summarize(day, files, len(losers.get(day, [])))
                     replace_day(con, files, summary)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)

@@ -10,6 +10,7 @@ No Dagster here: the client can be used from any script::
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import logging
@@ -50,18 +51,47 @@ MAX_PAGES = 1_000_000
 
 
 @dataclass(frozen=True)
+class DecodedPage:
+    """A page body turned into columns by a caller's :data:`PageDecoder`; the client only reads
+    the paging facts from it and passes ``columns`` on untouched."""
+
+    columns: Any
+    ids: list[Any]
+    has_more_pages: bool | None
+    total_count: int | None
+    body: bytes | None = None
+
+
+PageDecoder = Callable[[bytes], DecodedPage | None]
+"""Decodes a page body faster than ``orjson`` + dicts, or returns None for any body it cannot
+take exactly (the client then parses it the ordinary way, with every check)."""
+
+
+@dataclass(frozen=True)
 class Page:
-    """One page of a ``List*`` response, as parsed JSON."""
+    """One page of a ``List*`` response: parsed JSON ``items``, or a decoder's ``columns``
+    (then ``items`` is empty and ``body`` keeps the raw JSON for a caller that needs dicts)."""
 
     number: int
     items: list[dict[str, Any]]
     has_more_pages: bool | None
     total_count: int | None
-    size_bytes: int = 0
+    columns: Any = None
+    ids: list[Any] | None = None
+    body: bytes | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.items) if self.ids is None else len(self.ids)
 
     @property
     def is_last(self) -> bool:
-        return not self.items or self.has_more_pages is False
+        return self.count == 0 or self.has_more_pages is False
+
+    def item_ids(self) -> list[Any]:
+        if self.ids is not None:
+            return self.ids
+        return [item.get("id") if isinstance(item, dict) else None for item in self.items]
 
 
 @dataclass
@@ -105,6 +135,48 @@ class RateGate:
             if delay <= 0:
                 return
             sleep(delay)
+
+
+class PagingStopped(Exception):
+    """A page fetched ahead is no longer needed."""
+
+
+class RequestSlots:
+    """At most ``limit`` page requests on the wire, started in page order.
+
+    A slot covers one HTTP exchange, not the decoding of its body, so with one slot the next
+    page is already being fetched while the previous one is decoded.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._active = 0
+        self._next = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def close(self) -> None:
+        """Requests not yet started are not sent (the caller has seen the last page)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def hold(self, number: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._closed or (number <= self._next and self._active < self._limit)
+            )
+            if self._closed:
+                raise PagingStopped(f"page {number} is past the end")
+            self._next = max(self._next, number + 1)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._active -= 1
+                self._changed.notify_all()
 
 
 class _Retryable(Exception):
@@ -257,25 +329,42 @@ class EvoVoiceClient:
             BadResponse: the body is not a JSON object.
             ClientError: any other 4xx.
         """
+        return self._get(path, params, what=what, decoder=None)
+
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        what: str,
+        decoder: PageDecoder | None,
+        slot: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    ) -> dict[str, Any] | DecodedPage:
         query = query_params(params)
         if self.settings.auth == "credentials":
             self._ensure_login()
 
-        def attempt() -> dict[str, Any]:
-            generation = self._login_generation
-            response = self._send("GET", path, params=query)
-            if response.status_code == 401:
-                if self.settings.auth == "basic":
-                    raise AuthError(f"Evo Voice answered 401 to Basic auth for {path}: {AUTH_HINT}")
-                self.stats.add(relogins=1)
-                log.info("401 on %s (%s); logging in again", path, what)
-                self._ensure_login(seen_generation=generation)
-                response = self._send("GET", path, params=query)
-                if response.status_code == 401:
-                    raise AuthError(f"Evo Voice still answers 401 after a fresh login: {AUTH_HINT}")
-            return self._decode(response, path=path, what=what)
+        def attempt() -> dict[str, Any] | DecodedPage:
+            with slot() if slot is not None else contextlib.nullcontext():
+                response = self._exchange(path, query, what)
+            return self._decode(response, path=path, what=what, decoder=decoder)
 
         return self._with_retries(attempt, what=what, path=path)
+
+    def _exchange(self, path: str, query: Mapping[str, str], what: str) -> requests.Response:
+        """One GET, logging in again once on a 401."""
+        generation = self._login_generation
+        response = self._send("GET", path, params=query)
+        if response.status_code == 401:
+            if self.settings.auth == "basic":
+                raise AuthError(f"Evo Voice answered 401 to Basic auth for {path}: {AUTH_HINT}")
+            self.stats.add(relogins=1)
+            log.info("401 on %s (%s); logging in again", path, what)
+            self._ensure_login(seen_generation=generation)
+            response = self._send("GET", path, params=query)
+            if response.status_code == 401:
+                raise AuthError(f"Evo Voice still answers 401 after a fresh login: {AUTH_HINT}")
+        return response
 
     def _send(
         self,
@@ -313,7 +402,14 @@ class EvoVoiceClient:
             raise _Retryable(f"HTTP {response.status_code}", response.status_code, retry_after)
         return response
 
-    def _decode(self, response: requests.Response, *, path: str, what: str) -> dict[str, Any]:
+    def _decode(
+        self,
+        response: requests.Response,
+        *,
+        path: str,
+        what: str,
+        decoder: PageDecoder | None = None,
+    ) -> dict[str, Any] | DecodedPage:
         if response.status_code >= 400:
             raise ClientError(
                 f"GET {path} ({what}) failed with HTTP {response.status_code}: "
@@ -322,6 +418,10 @@ class EvoVoiceClient:
             )
         content = response.content
         self.stats.add(bytes=len(content))
+        if decoder is not None:
+            decoded = decoder(content)
+            if decoded is not None:
+                return decoded
         try:
             payload = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
@@ -375,10 +475,19 @@ class EvoVoiceClient:
 
     # -- paging -------------------------------------------------------------------------------
 
-    def fetch_page(self, path: str, params: Mapping[str, Any], number: int, *, what: str) -> Page:
+    def fetch_page(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        number: int,
+        *,
+        what: str,
+        decoder: PageDecoder | None = None,
+        slots: RequestSlots | None = None,
+    ) -> Page:
         """Fetch page ``number`` (0-based) of a ``List*`` operation with simplified paging."""
         page_what = f"{what} page {number}"
-        payload = self.get_json(
+        payload = self._get(
             path,
             {
                 **params,
@@ -387,7 +496,20 @@ class EvoVoiceClient:
                 "simplifiedPaging": True,
             },
             what=page_what,
+            decoder=decoder,
+            slot=None if slots is None else lambda: slots.hold(number),
         )
+        if isinstance(payload, DecodedPage):
+            self.stats.add(pages=1)
+            return Page(
+                number=number,
+                items=[],
+                has_more_pages=payload.has_more_pages,
+                total_count=payload.total_count,
+                columns=payload.columns,
+                ids=payload.ids,
+                body=payload.body,
+            )
         status = payload.get("responseStatus")
         if isinstance(status, dict) and status.get("errorCode"):
             raise BadResponse(
@@ -423,50 +545,54 @@ class EvoVoiceClient:
         *,
         what: str,
         concurrency: int | None = None,
+        decoder: PageDecoder | None = None,
     ) -> Iterator[Page]:
         """Yield every page of a ``List*`` operation in page order, until an empty page or
         ``hasMorePages == false`` -- never because a page is shorter than asked (servers cap
         page sizes silently).
 
-        With ``concurrency > 1`` the next pages are fetched ahead in threads; pages past the end
+        Up to ``concurrency`` requests are on the wire, started in page order; pages are decoded
+        outside those slots and fetched ahead while the caller works on the page just yielded,
+        so fetching, decoding and processing overlap even with one worker. Pages past the end
         are discarded, so the result does not depend on which request finishes first.
         """
-        workers = concurrency or self.settings.concurrency
-        if workers <= 1:
-            yield from self._iter_pages_sequential(path, params, what)
-            return
-        with ThreadPoolExecutor(workers, thread_name_prefix="evo-page") as pool:
+        workers = max(1, concurrency or self.settings.concurrency)
+        slots = RequestSlots(workers)
+        ahead = 2 * workers  # pages fetched or decoded ahead of the caller: bounded memory
+        with ThreadPoolExecutor(ahead, thread_name_prefix="evo-page") as pool:
             pending: dict[int, Future[Page]] = {}
             next_number = 0
+
+            def submit_until(limit: int) -> None:
+                nonlocal next_number
+                while next_number < limit:
+                    pending[next_number] = pool.submit(
+                        self.fetch_page,
+                        path,
+                        params,
+                        next_number,
+                        what=what,
+                        decoder=decoder,
+                        slots=slots,
+                    )
+                    next_number += 1
+
             try:
                 previous_ids: list[Any] | None = None
                 for number in range(MAX_PAGES):
-                    while next_number < number + workers:
-                        pending[next_number] = pool.submit(
-                            self.fetch_page, path, params, next_number, what=what
-                        )
-                        next_number += 1
+                    submit_until(number + ahead)
                     page = pending.pop(number).result()
                     previous_ids = _check_not_repeated(page, previous_ids, path, what)
+                    if not page.is_last:
+                        submit_until(number + 1 + ahead)
                     yield page
                     if page.is_last:
                         return
                 raise BadResponse(f"GET {path} ({what}): more than {MAX_PAGES} pages")
             finally:
+                slots.close()
                 for future in pending.values():
                     future.cancel()
-
-    def _iter_pages_sequential(
-        self, path: str, params: Mapping[str, Any], what: str
-    ) -> Iterator[Page]:
-        previous_ids: list[Any] | None = None
-        for number in range(MAX_PAGES):
-            page = self.fetch_page(path, params, number, what=what)
-            previous_ids = _check_not_repeated(page, previous_ids, path, what)
-            yield page
-            if page.is_last:
-                return
-        raise BadResponse(f"GET {path} ({what}): more than {MAX_PAGES} pages")
 
     def count(self, path: str, params: Mapping[str, Any], *, what: str) -> int | None:
         """The server's ``totalCount`` for a query (one tiny request without simplified paging)."""
@@ -485,7 +611,7 @@ class EvoVoiceClient:
 def _check_not_repeated(
     page: Page, previous_ids: list[Any] | None, path: str, what: str
 ) -> list[Any]:
-    ids = [item.get("id") if isinstance(item, dict) else None for item in page.items]
+    ids = page.item_ids()
     if (
         previous_ids is not None
         and ids

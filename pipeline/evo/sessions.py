@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.evo.client import EvoVoiceClient, Page
+from pipeline.evo.client import EvoVoiceClient, Page, PageDecoder
 
 log = logging.getLogger(__name__)
 
@@ -95,31 +95,34 @@ def session_params(client: EvoVoiceClient, window: RequestWindow, search_archive
 
 
 def iter_window_pages(
-    client: EvoVoiceClient, window: RequestWindow, *, today: date
+    client: EvoVoiceClient,
+    window: RequestWindow,
+    *,
+    today: date,
+    decoder: PageDecoder | None = None,
 ) -> Iterator[tuple[bool, Page]]:
     """Every page of every store for the window, as ``(search_archive, page)``.
 
-    Offset paging is not a snapshot: a session written while the pages are read shifts the
-    later ones. Read one by one, in order, a shift can only repeat a session (duplicates are
-    removed downstream); read ahead in parallel, a later page may be read before the shift and
-    an earlier one after it, and a session that existed all along falls between them. So when
-    the store's ``totalCount`` changed while its pages were read ahead, it is read again, page
-    by page.
+    Offset paging is not a snapshot: a session written (or archived) while the pages are read
+    shifts the later ones, and a page read before the shift next to one read after it can
+    skip a session that existed all along (a repeat is harmless: duplicates are removed
+    downstream). Pages are read ahead and retried independently, so their order is not a
+    defence; instead the store's ``totalCount`` is asked before and after, and when it
+    changed the store is read again with one request at a time.
     """
     for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days):
         store = "archive" if archive else "live"
         label = f"{_label(window)} ({store})"
         params = session_params(client, window, archive)
-        ahead = client.settings.concurrency > 1
-        before = client.count(SESSIONS_PATH, params, what=f"{label} count") if ahead else None
-        for page in client.iter_pages(SESSIONS_PATH, params, what=label):
+        before = client.count(SESSIONS_PATH, params, what=f"{label} count")
+        for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
             yield archive, page
-        if before is None:
-            continue
         after = client.count(SESSIONS_PATH, params, what=f"{label} count")
         if after != before:
             log.info("%s: %s sessions became %s while paging; reading again", label, before, after)
-            for page in client.iter_pages(SESSIONS_PATH, params, what=label, concurrency=1):
+            for page in client.iter_pages(
+                SESSIONS_PATH, params, what=label, concurrency=1, decoder=decoder
+            ):
                 yield archive, page
 
 

@@ -8,6 +8,7 @@ contract rejects become ``rejected_sessions`` rows carrying the reason and the r
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from pipeline.evo.models import (
 from pipeline.evo.timestamps import parse_timestamp
 from pipeline.lake import schemas
 
+_camel = functools.cache(to_camel)
 _SNAKE = {to_camel(name): name for name in SESSION_SCALAR_FIELDS}
 _SNAKE_MEMBER = {to_camel(name): name for name, _ in schemas.MEMBER_FIELDS}
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
@@ -93,11 +95,44 @@ def flatten_page(
     rejected: list[dict[str, Any]] = []
     sessions, kept = _convert(items, stats, rejected)
     _reject_unserializable(items, kept, rejected)
+    flat = _flatten(sessions, kept, rejected, stats, items, page, first_ordinal, ctx)
+    assert flat is not None  # the dict path can always say why a row was rejected
+    flat.tables["rejected_sessions"] = _rejected_table(rejected, items, page, search_archive, ctx)
+    return flat
+
+
+def flatten_columnar(
+    sessions: pa.StructArray, pages: pa.Array, *, first_ordinal: int, ctx: SyncContext
+) -> FlatPage | None:
+    """Flatten sessions already decoded to ``SESSION_WIRE`` (see :mod:`pipeline.lake.decode`),
+    several pages at once (``pages``: each row's page number).
+
+    Returns None when any session would be rejected: a rejected row keeps its raw JSON, which
+    only the dict path has, so the caller flattens those pages with :func:`flatten_page`.
+    Decoded pages hold no unknown fields, so ``extra_fields`` is null throughout.
+    """
+    stats = PageStats()
+    flat = _flatten(sessions, [True] * len(sessions), [], stats, None, pages, first_ordinal, ctx)
+    if flat is not None:
+        flat.tables["rejected_sessions"] = schemas.REJECTED_SESSIONS.empty_table()
+    return flat
+
+
+def _flatten(
+    sessions: pa.StructArray,
+    kept: list[bool],
+    rejected: list[dict[str, Any]],
+    stats: PageStats,
+    items: Sequence[Any] | None,
+    page: int | pa.Array,
+    first_ordinal: int,
+    ctx: SyncContext,
+) -> FlatPage | None:
     _reject_null_elements(sessions, kept, rejected)
 
     timestamps = {}
     for name in schemas.TIMESTAMP_FIELDS:
-        timestamps[name] = _parse_timestamps(sessions.field(to_camel(name)), name, rejected, kept)
+        timestamps[name] = _parse_timestamps(sessions.field(_camel(name)), name, rejected, kept)
     log_struct = sessions.field("log")
     log_dates = _parse_timestamps(
         pc.struct_field(pc.list_flatten(log_struct), "date"),
@@ -135,6 +170,8 @@ def flatten_page(
                 f"dateCreated {stamp.isoformat()} is more than {ROUTABLE_MARGIN_DAYS} days outside "
                 f"the days synced ({ctx.first_day}..{ctx.last_day}); not routed to any day",
             )
+    if items is None and rejected:
+        return None
     in_window = pc.and_(
         pc.greater_equal(local_day, pa.scalar(ctx.first_day, pa.date32())),
         pc.less_equal(local_day, pa.scalar(ctx.last_day, pa.date32())),
@@ -144,7 +181,7 @@ def flatten_page(
     stats.outside_window = int(pc.sum(pc.and_(keep_mask, pc.invert(in_window))).as_py() or 0)
     keep = pc.and_(keep_mask, in_window)
 
-    count = len(items)
+    count = len(sessions)
     ordinals = pa.array(np.arange(first_ordinal, first_ordinal + count, dtype=np.int64))
     lineage = _lineage(local_day, ordinals, ctx)
     session_table = _sessions_table(sessions, timestamps, items, kept, page, lineage, stats)
@@ -153,7 +190,6 @@ def flatten_page(
         "session_members": _members_table(sessions, items, kept, lineage, stats, keep),
         "session_log": _log_table(sessions, log_dates, lineage, keep),
         "session_breadcrumbs": _breadcrumbs_table(sessions, lineage, keep),
-        "rejected_sessions": _rejected_table(rejected, items, page, search_archive, ctx),
     }
     for api_name, known in KNOWN_ENUM_VALUES.items():
         _count_unknown_enums(tables["sessions"][_SNAKE[api_name]], api_name, known, stats)
@@ -337,9 +373,9 @@ def _count_unknown_enums(
 def _sessions_table(
     sessions: pa.StructArray,
     timestamps: dict[str, pa.Array],
-    items: Sequence[Any],
+    items: Sequence[Any] | None,
     kept: list[bool],
-    page: int,
+    page: int | pa.Array,
     lineage: dict[str, pa.Array],
     stats: PageStats,
 ) -> pa.Table:
@@ -347,11 +383,17 @@ def _sessions_table(
     for name in SESSION_SCALAR_FIELDS:
         if name == "id":
             continue
-        columns[name] = timestamps[name] if name in timestamps else sessions.field(to_camel(name))
-    columns["extra_fields"] = pa.array(
-        _extra_json(items, kept, SESSION_API_FIELDS, stats), pa.string()
+        columns[name] = timestamps[name] if name in timestamps else sessions.field(_camel(name))
+    columns["extra_fields"] = (
+        pa.nulls(len(sessions), pa.string())
+        if items is None
+        else pa.array(_extra_json(items, kept, SESSION_API_FIELDS, stats), pa.string())
     )
-    columns["source_page"] = pa.repeat(pa.scalar(page, pa.int32()), len(sessions))
+    columns["source_page"] = (
+        pa.repeat(pa.scalar(page, pa.int32()), len(sessions))
+        if isinstance(page, int)
+        else page.cast(pa.int32())
+    )
     columns.update(lineage)
     return pa.Table.from_pydict(columns, schema=schemas.SESSIONS)
 
@@ -367,7 +409,7 @@ def _child_index(lists: pa.ListArray) -> tuple[pa.Array, pa.Array]:
 
 def _members_table(
     sessions: pa.StructArray,
-    items: Sequence[Any],
+    items: Sequence[Any] | None,
     kept: list[bool],
     lineage: dict[str, pa.Array],
     stats: PageStats,
@@ -378,20 +420,20 @@ def _members_table(
     flat = pc.list_flatten(members)
     columns = {"session_id": sessions.field("id").take(parents), "member_index": position}
     for name, _ in schemas.MEMBER_FIELDS:
-        columns[name] = flat.field(to_camel(name))
+        columns[name] = flat.field(_camel(name))
     member_items: list[Any] = []
     member_kept: list[bool] = []
-    for item, ok in zip(items, kept, strict=True):
+    for item, ok in zip(items or (), kept if items is not None else (), strict=True):
         nested = item.get("members") if ok and isinstance(item, dict) else None
         if nested:
             member_items.extend(nested)
             member_kept.extend(isinstance(m, dict) for m in nested)
-    if len(member_items) == len(flat):
+    if items is not None and len(member_items) == len(flat):
         columns["extra_fields"] = pa.array(
             _extra_json(member_items, member_kept, MEMBER_API_FIELDS, stats, "members."),
             pa.string(),
         )
-    else:  # a slow-path page: members were rebuilt from the contract, extras are in the row
+    else:  # decoded pages have no unknown fields; slow-path rows keep theirs in the contract
         columns["extra_fields"] = pa.nulls(len(flat), pa.string())
     columns.update(
         zip([f.name for f in schemas.LINEAGE], _take_lineage(lineage, parents), strict=True)

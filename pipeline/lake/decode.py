@@ -1,0 +1,175 @@
+"""Decode a ``GET /sessions`` page body straight to Arrow, without Python objects per row.
+
+``pyarrow.json`` parses the body in C++ with the GIL released, so the paging threads decode
+pages in parallel with the thread that flattens and writes them. It is a fast path only: a body
+it cannot take *exactly as the contract reads it* returns None, and the client parses that page
+the ordinary way (orjson, then the dict path of :mod:`pipeline.lake.flatten` with all its
+checks). That covers, among others: any field we do not know (it must land in
+``extra_fields``), a value of another JSON type than expected, a ``null`` session, invalid
+UTF-8 or lone surrogates, a ``responseStatus`` error, a pretty-printed body, and an
+``applicationData`` that is not a flat object of strings.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+
+from pipeline.evo.client import DecodedPage
+from pipeline.lake import schemas
+
+_APPLICATION_DATA = "applicationData"
+# applicationData is an object with arbitrary keys: Arrow's JSON reader cannot read it as a map,
+# so it is left to inference (a struct of the keys seen on the page) and converted below.
+_MEMBER_JSON = pa.struct([f for f in schemas.MEMBER_WIRE if f.name != _APPLICATION_DATA])
+_SESSION_JSON = pa.struct(
+    [
+        pa.field("members", pa.list_(_MEMBER_JSON)) if f.name == "members" else f
+        for f in schemas.SESSION_WIRE
+    ]
+)
+_PAGE_JSON = pa.schema(
+    [
+        pa.field("items", pa.list_(_SESSION_JSON)),
+        pa.field("totalCount", pa.int64()),
+        pa.field("totalPages", pa.int64()),
+        pa.field("hasMorePages", pa.bool_()),
+    ]
+)
+_PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PAGE_JSON, unexpected_field_behavior="infer")
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError)
+# Inference reads a struct's "missing" and "null" alike; an explicit null inside
+# applicationData must survive as a key with a null value, so such pages take the dict path.
+# Strings are skipped whole (possessively: this runs on every page), so a "null" inside a value
+# does not count.
+_NULL_IN_APPLICATION_DATA = re.compile(
+    rb'"applicationData"\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
+)
+
+
+def decode_sessions_page(body: bytes) -> DecodedPage | None:
+    """The page's sessions as a ``SESSION_WIRE`` struct array, or None to parse it as dicts."""
+    text = body.strip()
+    # One JSON document per line is what the reader takes; a raw line break can only be
+    # whitespace between tokens, but the ordinary parser is the judge of such bodies.
+    if not text.startswith(b"{") or b"\n" in text or b"\r" in text:
+        return None
+    if _NULL_IN_APPLICATION_DATA.search(text) or not _is_utf8(text):
+        return None
+    try:
+        table = pj.read_json(
+            pa.BufferReader(text),
+            read_options=pj.ReadOptions(block_size=len(text) + 64, use_threads=False),
+            parse_options=_PARSE_OPTIONS,
+        )
+    except _READ_ERRORS:
+        return None
+    if table.num_rows != 1 or set(table.column_names) != set(_PAGE_JSON.names):
+        return None  # several documents, or a field we do not know (responseStatus...)
+    items = table.column("items").chunk(0) if table.column("items").num_chunks == 1 else None
+    if items is None or items.null_count:
+        return None
+    sessions = items.values
+    if sessions.null_count or sessions.type.num_fields != len(schemas.SESSION_WIRE):
+        return None
+    members = sessions.field("members")
+    converted = _members_with_map(members)
+    if converted is None:
+        return None
+    columns = [
+        converted if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
+    ]
+    if any(c.type != f.type for c, f in zip(columns, schemas.SESSION_WIRE, strict=True)):
+        return None
+    wire = pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
+    if sessions.offset or len(sessions) != len(wire):
+        return None
+    total = table.column("totalCount")[0].as_py()
+    more = table.column("hasMorePages")[0].as_py()
+    return DecodedPage(
+        columns=wire,
+        ids=wire.field("id").to_pylist(),
+        has_more_pages=more,
+        total_count=total,
+        body=body,
+    )
+
+
+def _members_with_map(members: pa.ListArray) -> pa.ListArray | None:
+    """``members`` with ``applicationData`` as ``map<string, string>``, or None if a member
+    has a field we do not know or applicationData is not a flat object of strings."""
+    flat = members.values
+    known = [f.name for f in _MEMBER_JSON]
+    names = [flat.type.field(i).name for i in range(flat.type.num_fields)]
+    if set(names) - {*known, _APPLICATION_DATA}:
+        return None
+    if flat.offset or members.offset:
+        return None
+    if _APPLICATION_DATA in names:
+        data = _struct_to_map(flat.field(_APPLICATION_DATA))
+        if data is None:
+            return None
+    else:
+        data = pa.nulls(len(flat), schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type)
+    children = [
+        data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in schemas.MEMBER_WIRE
+    ]
+    rebuilt = pa.StructArray.from_arrays(
+        children, fields=list(schemas.MEMBER_WIRE), mask=_null_mask(flat)
+    )
+    return pa.ListArray.from_arrays(
+        members.offsets, rebuilt, type=pa.list_(schemas.MEMBER_WIRE), mask=_null_mask(members)
+    )
+
+
+def _struct_to_map(data: pa.StructArray) -> pa.MapArray | None:
+    """A struct of string fields (keys as inferred over the page) as a map of its non-null
+    fields, in field order."""
+    fields = [data.field(i) for i in range(data.type.num_fields)]
+    if any(not (pa.types.is_string(f.type) or pa.types.is_null(f.type)) for f in fields):
+        return None
+    rows = len(data)
+    map_type = schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type
+    if not fields:
+        offsets = pa.array(np.zeros(rows + 1, dtype=np.int32))
+        return pa.MapArray.from_arrays(
+            offsets,
+            pa.array([], pa.string()),
+            pa.array([], pa.string()),
+            type=map_type,
+            mask=_null_mask(data),
+        )
+    present = np.stack([f.is_valid().to_numpy(zero_copy_only=False) for f in fields], axis=1)
+    row, column = np.nonzero(present)  # row-major: each row's keys in field order
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    keys = pa.array([data.type.field(i).name for i in range(len(fields))], pa.string())
+    values = pa.concat_arrays([f.cast(pa.string()) for f in fields])
+    return pa.MapArray.from_arrays(
+        pa.array(offsets),
+        keys.take(pa.array(column)),
+        values.take(pa.array(column * rows + row)),
+        type=map_type,
+        mask=_null_mask(data),
+    )
+
+
+def _is_utf8(text: bytes) -> bool:
+    """Arrow's JSON reader passes invalid UTF-8 through; the ordinary parser repairs it."""
+    offsets = pa.py_buffer(np.array([0, len(text)], dtype=np.int32))
+    try:
+        pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(text)]).validate(
+            full=True
+        )
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _null_mask(array: pa.Array) -> pa.Array | None:
+    if not array.null_count:
+        return None
+    return array.is_null()
