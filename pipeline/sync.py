@@ -47,7 +47,11 @@ _COPY_KEYS = pa.schema(
         schemas.SESSIONS.field(name)
         for name in ("session_id", "date_last_modified", "copy_ordinal", "partition_date")
     ]
+    + [pa.field("archive", pa.bool_())]
 )
+_UNSTORED_KEYS = pa.schema([_COPY_KEYS.field("session_id"), _COPY_KEYS.field("archive")])
+# De-duplication runs beside the writer's connection: a small, spillable budget of its own.
+RESOLVE_CONFIG = {"memory_limit": "96MB", "threads": 2, "preserve_insertion_order": False}
 
 
 class _Copies:
@@ -56,30 +60,43 @@ class _Copies:
     copies lose de-duplication, and how many distinct sessions each store returned."""
 
     def __init__(self) -> None:
-        self.seen: list[pa.Table] = []
-        self.stored: list[pa.Table] = []
+        self.stored: list[pa.Table] = []  # the copies staged for a day
+        self.unstored: list[pa.Table] = []  # ids of the others (outside the days, rejected)
 
-    def add_seen(self, ids: pa.Array, archive: bool) -> None:
-        self.seen.append(
-            pa.table({"session_id": ids, "archive": pa.repeat(pa.scalar(archive), len(ids))})
+    def add(self, flat: FlatPage, archive: bool, all_ids: pa.Array | None = None) -> None:
+        """Record a flattened page; ``all_ids`` (every item's id) when the page's rows may have
+        lost their id on the way (the dict path)."""
+        sessions = flat.tables["sessions"]
+        self.stored.append(
+            sessions.select(_COPY_KEYS.names[:-1]).append_column(
+                "archive", pa.repeat(pa.scalar(archive), sessions.num_rows)
+            )
         )
-
-    def add_stored(self, sessions: pa.Table) -> None:
-        self.stored.append(sessions.select(_COPY_KEYS.names))
+        others = flat.unstored_ids if all_ids is None else all_ids
+        if others is not None and len(others):
+            self.unstored.append(
+                pa.table(
+                    {"session_id": others, "archive": pa.repeat(pa.scalar(archive), len(others))}
+                )
+            )
 
     def resolve(self) -> tuple[dict[date, list[int]], int]:
         """The losing copies' ordinals per day (the latest ``dateLastModified`` wins, then the
         later copy), and the number of distinct ids summed over the stores read."""
-        seen = _concat(self.seen, pa.schema([("session_id", pa.string()), ("archive", pa.bool_())]))
         stored = _concat(self.stored, _COPY_KEYS)
-        self.seen, self.stored = [], []
-        con = duckdb.connect()
+        unstored = _concat(self.unstored, _UNSTORED_KEYS)
+        self.stored, self.unstored = [], []
+        con = duckdb.connect(config=RESOLVE_CONFIG)
         try:
-            con.register("seen", seen)
             con.register("stored", stored)
+            con.register("unstored", unstored)
             distinct = con.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT archive, session_id FROM seen "
-                "WHERE session_id <> '')"
+                """
+                SELECT count(*) FROM (
+                    SELECT archive, session_id FROM stored
+                    UNION SELECT archive, session_id FROM unstored)
+                WHERE session_id <> ''
+                """
             ).fetchone()[0]
             rows = con.execute(
                 """
@@ -147,8 +164,8 @@ def sync_range(
     ordinal = 0
     batch: list[Page] = []
 
-    def stage(flat: FlatPage) -> None:
-        copies.add_stored(flat.tables["sessions"])
+    def stage(flat: FlatPage, archive: bool, all_ids: pa.Array | None = None) -> None:
+        copies.add(flat, archive, all_ids)
         stats.merge(flat.stats)
         writer.write(flat)
         failpoint("after_first_page")
@@ -161,7 +178,7 @@ def sync_range(
             items, page=page, search_archive=archive, first_ordinal=ordinal, ctx=ctx
         )
         ordinal += len(items)
-        stage(flat)
+        stage(flat, archive, pa.array([_item_id(i) for i in items], pa.string()))
 
     def flush(archive: bool) -> None:
         nonlocal ordinal
@@ -177,7 +194,7 @@ def sync_range(
                 stage_items(orjson.loads(p.body).get("items") or [], p.number, archive)
             return
         ordinal += len(sessions)
-        stage(flat)
+        stage(flat, archive)
 
     try:
         current_store = False
@@ -188,13 +205,11 @@ def sync_range(
                 flush(current_store)
                 current_store = archive
             if page.columns is not None:
-                copies.add_seen(page.columns.field("id"), archive)
                 batch.append(page)
                 if sum(p.count for p in batch) >= FLATTEN_BATCH_ROWS:
                     flush(archive)
                 continue
             flush(archive)
-            copies.add_seen(pa.array([_item_id(i) for i in page.items], pa.string()), archive)
             stage_items(page.items, page.number, archive)
         flush(current_store)
         staged = writer.finish()

@@ -171,6 +171,7 @@ class RequestSlots:
                 raise PagingStopped(f"page {number} is past the end")
             self._next = max(self._next, number + 1)
             self._active += 1
+            self._changed.notify_all()  # the next page may start now too
         try:
             yield
         finally:

@@ -45,9 +45,23 @@ _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
 # applicationData must survive as a key with a null value, so such pages take the dict path.
 # Strings are skipped whole (possessively: this runs on every page), so a "null" inside a value
 # does not count.
-_NULL_IN_APPLICATION_DATA = re.compile(
-    rb'"applicationData"\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
+_NULL_AFTER_KEY = rb'\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
+_NULL_IN_APPLICATION_DATA = re.compile(rb'"applicationData"' + _NULL_AFTER_KEY)
+# The same, for a body that spells the key with \u escapes (only then is the slower one run).
+_NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
+    b'"'
+    + b"".join(
+        rb"(?:%s|\\u00(?i:%02x))" % (re.escape(c).encode(), ord(c)) for c in _APPLICATION_DATA
+    )
+    + b'"'
+    + _NULL_AFTER_KEY
 )
+
+
+def _explicit_null_in_application_data(text: bytes) -> bool:
+    if _NULL_IN_APPLICATION_DATA.search(text):
+        return True
+    return b"\\u00" in text and _NULL_IN_ESCAPED_APPLICATION_DATA.search(text) is not None
 
 
 def decode_sessions_page(body: bytes) -> DecodedPage | None:
@@ -57,7 +71,7 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
     # whitespace between tokens, but the ordinary parser is the judge of such bodies.
     if not text.startswith(b"{") or b"\n" in text or b"\r" in text:
         return None
-    if _NULL_IN_APPLICATION_DATA.search(text) or not _is_utf8(text):
+    if _explicit_null_in_application_data(text) or not _is_utf8(text):
         return None
     try:
         table = pj.read_json(
@@ -125,14 +139,22 @@ def _members_with_map(members: pa.ListArray) -> pa.ListArray | None:
     )
 
 
-def _struct_to_map(data: pa.StructArray) -> pa.MapArray | None:
+def _struct_to_map(data: pa.Array) -> pa.MapArray | None:
     """A struct of string fields (keys as inferred over the page) as a map of its non-null
-    fields, in field order."""
+    fields, in field order; None for anything else (a string, a list...).
+
+    Keys come in the order the page first showed them, not each object's own order: a map's
+    order carries nothing, and the struct cannot tell it.
+    """
+    map_type = schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type
+    if pa.types.is_null(data.type):  # null or absent on every member of the page
+        return pa.nulls(len(data), map_type)
+    if not pa.types.is_struct(data.type):
+        return None
     fields = [data.field(i) for i in range(data.type.num_fields)]
     if any(not (pa.types.is_string(f.type) or pa.types.is_null(f.type)) for f in fields):
         return None
     rows = len(data)
-    map_type = schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type
     if not fields:
         offsets = pa.array(np.zeros(rows + 1, dtype=np.int32))
         return pa.MapArray.from_arrays(
@@ -143,6 +165,7 @@ def _struct_to_map(data: pa.StructArray) -> pa.MapArray | None:
             mask=_null_mask(data),
         )
     present = np.stack([f.is_valid().to_numpy(zero_copy_only=False) for f in fields], axis=1)
+    present &= data.is_valid().to_numpy(zero_copy_only=False)[:, None]
     row, column = np.nonzero(present)  # row-major: each row's keys in field order
     offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(present.sum(axis=1), out=offsets[1:])

@@ -80,6 +80,8 @@ class FlatPage:
 
     tables: dict[str, pa.Table]
     stats: PageStats
+    # Ids of the sessions not in ``tables["sessions"]`` (outside the days, or rejected).
+    unstored_ids: pa.Array | None = None
 
 
 def flatten_page(
@@ -197,7 +199,7 @@ def _flatten(
         column = tables["session_members"][_SNAKE_MEMBER[api_name]]
         _count_unknown_enums(column, f"members.{api_name}", known, stats)
     stats.rejected = len(rejected)
-    return FlatPage(tables=tables, stats=stats)
+    return FlatPage(tables=tables, stats=stats, unstored_ids=ids.filter(pc.invert(keep)))
 
 
 # -- conversion -------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ from pipeline.lake.schemas import SESSION_TABLES
 # Row groups of about this many rows: big enough for good zstd and scans, small enough that a
 # day's buffers stay bounded whatever the day's size.
 ROW_GROUP_ROWS = 32_000
+# Rows buffered for the next row groups, over every (table, day) of a sync: past this, the
+# biggest buffers are written out early, so a window of many days stays as small as one day.
+BUFFERED_BYTES = 24 * 2**20
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
 ABANDONED_AFTER = timedelta(hours=6)
@@ -165,6 +168,7 @@ class Lake:
 class _Buffer:
     tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    nbytes: int = 0
     writer: pq.ParquetWriter | None = None
 
 
@@ -172,7 +176,7 @@ class RangeWriter:
     """Streams flattened pages into staged Parquet files, one per table and day.
 
     Memory stays bounded: each (table, day) buffers at most ``ROW_GROUP_ROWS`` rows before the
-    buffer is written out as a row group.
+    buffer is written out as a row group, and all buffers together about ``BUFFERED_BYTES``.
     """
 
     def __init__(self, lake: Lake, sync_id: str, days: list[date]) -> None:
@@ -180,6 +184,7 @@ class RangeWriter:
         self.sync_id = sync_id
         self.days = days
         self._buffers: dict[tuple[str, date], _Buffer] = defaultdict(_Buffer)
+        self._buffered_bytes = 0
         self.rows: dict[tuple[str, date], int] = defaultdict(int)
 
     def staged_dir(self, table: str, day: date) -> str:
@@ -204,9 +209,18 @@ class RangeWriter:
         buffer = self._buffers[(table_name, day)]
         buffer.tables.append(part)
         buffer.rows += part.num_rows
+        buffer.nbytes += part.nbytes
+        self._buffered_bytes += part.nbytes
         self.rows[(table_name, day)] += part.num_rows
         if buffer.rows >= ROW_GROUP_ROWS:
             self._flush(table_name, day, buffer)
+        while self._buffered_bytes > BUFFERED_BYTES:
+            (name, biggest_day), biggest = max(
+                self._buffers.items(), key=lambda item: item[1].nbytes
+            )
+            if not biggest.nbytes:
+                break
+            self._flush(name, biggest_day, biggest)
 
     def _flush(self, table_name: str, day: date, buffer: _Buffer) -> None:
         if buffer.writer is None:
@@ -225,6 +239,8 @@ class RangeWriter:
             failpoint("after_first_row_group")
         buffer.tables.clear()
         buffer.rows = 0
+        self._buffered_bytes -= buffer.nbytes
+        buffer.nbytes = 0
 
     def finish(self) -> dict[date, dict[str, str]]:
         """Close every file (empty days get empty files) and return the staged folders."""

@@ -4,6 +4,9 @@ bad bodies, and that errors never carry the password."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from collections.abc import Callable
 from email.utils import formatdate
 from urllib.parse import parse_qsl, urlparse
@@ -12,7 +15,14 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from pipeline.evo.client import EvoVoiceClient, RateGate, backoff_delay, parse_retry_after
+from pipeline.evo.client import (
+    EvoVoiceClient,
+    PagingStopped,
+    RateGate,
+    RequestSlots,
+    backoff_delay,
+    parse_retry_after,
+)
 from pipeline.evo.errors import AuthError, BadResponse, ClientError, RateLimited, ServerError
 from pipeline.evo.settings import EvoVoiceSettings
 
@@ -94,7 +104,10 @@ class TestPaging:
         client, adapter, _ = make_client(page_handler(pages))
         got = [p.items for p in client.iter_pages("/sessions", {}, what="t")]
         assert got == [items("a", "b"), items("c")]
-        assert sum("/sessions" in r.url for r in adapter.requests) == 2
+        # Fetching runs ahead of decoding: at most one request (one worker) past the end.
+        numbers = [r.url for r in adapter.requests if "/sessions" in r.url]
+        assert 2 <= len(numbers) <= 3
+        assert all("page=2" in url for url in numbers[2:])
 
     def test_stops_on_empty_page_when_has_more_is_absent(self):
         pages = [{"items": items("a")}, {"items": items("b")}, {"items": []}]
@@ -279,3 +292,192 @@ class TestAuth:
         client.get_json("/sessions", {}, what="t")
         assert all("/auth" not in r.url for r in adapter.requests)
         assert adapter.requests[0].headers["Authorization"].startswith("Basic ")
+
+
+def wait_until_parked(threads: list[threading.Thread], timeout: float = 5.0) -> None:
+    """Until every thread is blocked in a ``threading`` wait. ``Condition.wait_for`` checks its
+    predicate before it parks, so a parked waiter has seen the state as it was and relies on
+    being notified of any change. (No event can say "parked", hence the short polling.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        frames = sys._current_frames()
+        parked = [
+            (frame := frames.get(t.ident)) is not None
+            and frame.f_code.co_filename == threading.__file__
+            for t in threads
+        ]
+        if all(parked):
+            return
+        assert time.monotonic() < deadline, f"threads not parked: {parked}"
+        time.sleep(0.001)
+
+
+class TestRequestSlots:
+    @pytest.mark.parametrize(
+        "limit",
+        [
+            1,
+            2,
+        ],
+    )
+    def test_at_most_limit_holders_granted_in_page_order(self, limit):
+        pages = 7
+        slots = RequestSlots(limit)
+        changed = threading.Condition()
+        entered: list[int] = []
+        active = [0, 0]  # now, peak
+        errors: list[BaseException] = []
+        release = [threading.Event() for _ in range(pages)]
+
+        def worker(number: int) -> None:
+            try:
+                with slots.hold(number):
+                    with changed:
+                        entered.append(number)
+                        active[0] += 1
+                        active[1] = max(active)
+                        changed.notify_all()
+                    if not release[number].wait(5):
+                        raise TimeoutError(f"page {number} never released")
+                    with changed:
+                        active[0] -= 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        def wait_for_entered(count: int) -> set[int]:
+            with changed:
+                assert changed.wait_for(lambda: len(entered) >= count, timeout=1), entered
+                return set(entered)
+
+        threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(pages)]
+        try:
+            for number in [5, 2, 6, 1, 4, 3]:  # every later page asks, and waits, before page 0
+                threads[number].start()
+            wait_until_parked(threads[1:])
+            assert entered == []
+            threads[0].start()
+            # Release the holders one by one: each release lets exactly the next page in.
+            for released in range(pages):
+                expected = min(limit + released, pages)
+                assert wait_for_entered(expected) == set(range(expected))
+                release[released].set()
+        finally:
+            for event in release:
+                event.set()
+            slots.close()
+            for thread in threads:
+                thread.join(5)
+        assert not any(t.is_alive() for t in threads)
+        assert errors == []
+        assert sorted(entered) == list(range(pages))
+        assert active == [0, limit]
+
+    def test_close_releases_waiters_with_paging_stopped(self):
+        slots = RequestSlots(1)
+        holding, release = threading.Event(), threading.Event()
+        outcome: dict[int, str] = {}
+        numbers = (1, 4)
+
+        def holder() -> None:
+            with slots.hold(0):
+                holding.set()
+                release.wait(5)
+            outcome[0] = "done"
+
+        def waiter(number: int) -> None:
+            try:
+                with slots.hold(number):
+                    outcome[number] = "granted"
+            except PagingStopped:
+                outcome[number] = "stopped"
+
+        first = threading.Thread(target=holder, daemon=True)
+        first.start()
+        assert holding.wait(5)
+        waiters = [threading.Thread(target=waiter, args=(n,), daemon=True) for n in numbers]
+        for thread in waiters:
+            thread.start()
+        wait_until_parked(waiters)
+        slots.close()  # the holder still holds its slot: close alone must wake the waiters
+        for thread in waiters:
+            thread.join(5)
+        assert not any(t.is_alive() for t in waiters)
+        assert outcome == {1: "stopped", 4: "stopped"}
+        release.set()
+        first.join(5)
+        assert outcome[0] == "done"
+        with pytest.raises(PagingStopped), slots.hold(2):
+            pass  # nothing starts after close
+
+
+class TestPagingOverlap:
+    LAST = 5
+
+    def scripted_server(self, *, window: float = 0.01):
+        """A /sessions handler that records arrival order and overlapping requests; each
+        request stays on the wire for up to ``window`` seconds, watching for the next one."""
+        state = {
+            "lock": threading.Lock(),
+            "arrivals": [],
+            "in_flight": 0,
+            "overlaps": [],
+            "received": [threading.Event() for _ in range(self.LAST + 8)],
+        }
+
+        def handler(request):
+            if "/auth" in request.url:
+                return (200, {}, None)
+            number = int(dict(parse_qsl(urlparse(request.url).query))["page"])
+            with state["lock"]:
+                state["arrivals"].append(number)
+                state["in_flight"] += 1
+                if state["in_flight"] > 1:
+                    state["overlaps"].append(number)
+            state["received"][number].set()
+            if state["received"][number + 1].wait(window):
+                state["overlaps"].append(number + 1)  # sent while this one was on the wire
+            with state["lock"]:
+                state["in_flight"] -= 1
+            body = {"items": items(f"p{number}"), "hasMorePages": number < self.LAST}
+            return (200, body, None)
+
+        return handler, state
+
+    def assert_one_at_a_time_in_order(self, state):
+        arrivals = state["arrivals"]
+        assert arrivals == list(range(len(arrivals))) and len(arrivals) >= self.LAST + 1
+        assert state["overlaps"] == []
+
+    def test_one_worker_fetches_in_order_one_at_a_time_ahead_of_the_consumer(self):
+        handler, state = self.scripted_server()
+        client, _, _ = make_client(handler)
+        got = []
+        for page in client.iter_pages("/sessions", {}, what="t", concurrency=1):
+            got.append(page.number)
+            if not page.is_last:
+                # The consumer still holds this page, and the next request is already out.
+                assert state["received"][page.number + 1].wait(5), (
+                    f"page {page.number + 1} was not requested while page {page.number} "
+                    "was being processed"
+                )
+        assert got == list(range(self.LAST + 1))
+        self.assert_one_at_a_time_in_order(state)
+
+    def test_pages_are_decoded_outside_the_request_slot(self):
+        # With one slot, the next request can only go out while a body is being decoded if
+        # decoding does not hold the slot.
+        handler, state = self.scripted_server()
+        client, _, _ = make_client(handler)
+        overlapped: dict[int, bool] = {}
+
+        def decoder(body: bytes):
+            number = int(json.loads(body)["items"][0]["id"][1:])
+            if number < self.LAST and all(overlapped.values()):  # fail fast after a miss
+                overlapped[number] = state["received"][number + 1].wait(5)
+            return None  # the ordinary parse takes it from here
+
+        pages = list(client.iter_pages("/sessions", {}, what="t", concurrency=1, decoder=decoder))
+        assert [p.number for p in pages] == list(range(self.LAST + 1))
+        assert [p.items for p in pages] == [items(f"p{n}") for n in range(self.LAST + 1)]
+        assert overlapped == dict.fromkeys(range(self.LAST), True)
+        self.assert_one_at_a_time_in_order(state)
