@@ -559,7 +559,7 @@ class EvoVoiceClient:
         """
         workers = max(1, concurrency or self.settings.concurrency)
         slots = RequestSlots(workers)
-        ahead = 2 * workers  # pages fetched or decoded ahead of the caller: bounded memory
+        ahead = 4 * workers  # pages fetched or decoded ahead of the caller: bounded memory
         with ThreadPoolExecutor(ahead, thread_name_prefix="evo-page") as pool:
             pending: dict[int, Future[Page]] = {}
             next_number = 0
