@@ -27,7 +27,7 @@ from pipeline.evo.client import EvoVoiceClient, Page
 from pipeline.evo.sessions import count_window, iter_window_pages, request_window
 from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
-from pipeline.lake.decode import decode_sessions_page
+from pipeline.lake.decode import decode_sessions_page, to_wire
 from pipeline.lake.flatten import FlatPage, PageStats, SyncContext, flatten_columnar, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, Lake, RangeWriter
 from pipeline.lake.warehouse import DaySummary, Warehouse, replace_day
@@ -186,7 +186,7 @@ def sync_range(
             return
         pages = list(batch)
         batch.clear()
-        sessions = pa.concat_arrays([p.columns for p in pages])
+        sessions = pa.concat_arrays([to_wire(p.columns) for p in pages])
         numbers = pa.array(np.repeat([p.number for p in pages], [p.count for p in pages]))
         flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
         if flat is None:  # a session is rejected: its page goes the dict way, which says why

@@ -31,6 +31,7 @@ _SESSION_JSON = pa.struct(
         for f in schemas.SESSION_WIRE
     ]
 )
+_MAP = schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type
 _PAGE_JSON = pa.schema(
     [
         pa.field("items", pa.list_(_SESSION_JSON)),
@@ -65,7 +66,14 @@ def _explicit_null_in_application_data(text: bytes) -> bool:
 
 
 def decode_sessions_page(body: bytes) -> DecodedPage | None:
-    """The page's sessions as a ``SESSION_WIRE`` struct array, or None to parse it as dicts."""
+    """The page's sessions as Arrow (pass ``columns`` to :func:`to_wire`), or None to parse
+    it as dicts.
+
+    Runs in the paging threads, so it re-takes the GIL as rarely as it can: once after the
+    parse, which releases it. Anything that would release it again (Arrow compute) is left
+    to :func:`to_wire`, in the thread that flattens; under a busy thread each re-take can wait
+    a whole switch interval.
+    """
     text = body.strip()
     # One JSON document per line is what the reader takes; a raw line break can only be
     # whitespace between tokens, but the ordinary parser is the judge of such bodies.
@@ -84,86 +92,96 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
     if table.num_rows != 1 or set(table.column_names) != set(_PAGE_JSON.names):
         return None  # several documents, or a field we do not know (responseStatus...)
     items = table.column("items").chunk(0) if table.column("items").num_chunks == 1 else None
-    if items is None or items.null_count:
+    if items is None or items.null_count or items.offset:
         return None
     sessions = items.values
-    if sessions.null_count or sessions.type.num_fields != len(schemas.SESSION_WIRE):
+    if sessions.null_count or sessions.offset or not _is_wire_shape(sessions):
         return None
-    members = sessions.field("members")
-    converted = _members_with_map(members)
-    if converted is None:
-        return None
-    columns = [
-        converted if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
-    ]
-    if any(c.type != f.type for c, f in zip(columns, schemas.SESSION_WIRE, strict=True)):
-        return None
-    wire = pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
-    if sessions.offset or len(sessions) != len(wire):
-        return None
-    total = table.column("totalCount")[0].as_py()
-    more = table.column("hasMorePages")[0].as_py()
     return DecodedPage(
-        columns=wire,
-        ids=wire.field("id").to_pylist(),
-        has_more_pages=more,
-        total_count=total,
+        columns=sessions,
+        ids=sessions.field("id").to_pylist(),
+        has_more_pages=table.column("hasMorePages")[0].as_py(),
+        total_count=table.column("totalCount")[0].as_py(),
         body=body,
     )
 
 
-def _members_with_map(members: pa.ListArray) -> pa.ListArray | None:
-    """``members`` with ``applicationData`` as ``map<string, string>``, or None if a member
-    has a field we do not know or applicationData is not a flat object of strings."""
+def to_wire(sessions: pa.StructArray) -> pa.StructArray:
+    """Decoded sessions as ``SESSION_WIRE``: ``applicationData`` becomes a map."""
+    members = sessions.field("members")
     flat = members.values
-    known = [f.name for f in _MEMBER_JSON]
-    names = [flat.type.field(i).name for i in range(flat.type.num_fields)]
-    if set(names) - {*known, _APPLICATION_DATA}:
-        return None
-    if flat.offset or members.offset:
-        return None
-    if _APPLICATION_DATA in names:
+    if flat.type.get_field_index(_APPLICATION_DATA) >= 0:
         data = _struct_to_map(flat.field(_APPLICATION_DATA))
-        if data is None:
-            return None
     else:
-        data = pa.nulls(len(flat), schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type)
+        data = pa.nulls(len(flat), _MAP)
     children = [
         data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in schemas.MEMBER_WIRE
     ]
     rebuilt = pa.StructArray.from_arrays(
         children, fields=list(schemas.MEMBER_WIRE), mask=_null_mask(flat)
     )
-    return pa.ListArray.from_arrays(
+    members = pa.ListArray.from_arrays(
         members.offsets, rebuilt, type=pa.list_(schemas.MEMBER_WIRE), mask=_null_mask(members)
+    )
+    columns = [
+        members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
+    ]
+    return pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
+
+
+def _is_wire_shape(sessions: pa.StructArray) -> bool:
+    """Every session field of the type the contract reads (inference added none), members
+    without unknown fields, and applicationData a flat object of strings where present."""
+    shape = sessions.type
+    if shape.num_fields != len(schemas.SESSION_WIRE):
+        return False
+    for field in schemas.SESSION_WIRE:
+        index = shape.get_field_index(field.name)
+        if index < 0:
+            return False
+        if field.name != "members" and shape.field(index).type != field.type:
+            return False
+    members = sessions.field("members")
+    if members.offset or members.values.offset:
+        return False
+    member = members.type.value_type
+    known = {f.name: f.type for f in _MEMBER_JSON}
+    for index in range(member.num_fields):
+        field = member.field(index)
+        if field.name == _APPLICATION_DATA:
+            if not _is_flat_text_object(field.type):
+                return False
+        elif known.get(field.name) != field.type:
+            return False
+    return True
+
+
+def _is_flat_text_object(kind: pa.DataType) -> bool:
+    if pa.types.is_null(kind):  # null or absent on every member of the page
+        return True
+    if not pa.types.is_struct(kind):  # a string, a list...
+        return False
+    return all(
+        pa.types.is_string(kind.field(i).type) or pa.types.is_null(kind.field(i).type)
+        for i in range(kind.num_fields)
     )
 
 
-def _struct_to_map(data: pa.Array) -> pa.MapArray | None:
+def _struct_to_map(data: pa.Array) -> pa.Array:
     """A struct of string fields (keys as inferred over the page) as a map of its non-null
-    fields, in field order; None for anything else (a string, a list...).
+    fields, in field order.
 
     Keys come in the order the page first showed them, not each object's own order: a map's
     order carries nothing, and the struct cannot tell it.
     """
-    map_type = schemas.MEMBER_WIRE.field(_APPLICATION_DATA).type
-    if pa.types.is_null(data.type):  # null or absent on every member of the page
-        return pa.nulls(len(data), map_type)
-    if not pa.types.is_struct(data.type):
-        return None
+    if pa.types.is_null(data.type):
+        return pa.nulls(len(data), _MAP)
     fields = [data.field(i) for i in range(data.type.num_fields)]
-    if any(not (pa.types.is_string(f.type) or pa.types.is_null(f.type)) for f in fields):
-        return None
     rows = len(data)
     if not fields:
         offsets = pa.array(np.zeros(rows + 1, dtype=np.int32))
-        return pa.MapArray.from_arrays(
-            offsets,
-            pa.array([], pa.string()),
-            pa.array([], pa.string()),
-            type=map_type,
-            mask=_null_mask(data),
-        )
+        empty = pa.array([], pa.string())
+        return pa.MapArray.from_arrays(offsets, empty, empty, type=_MAP, mask=_null_mask(data))
     present = np.stack([f.is_valid().to_numpy(zero_copy_only=False) for f in fields], axis=1)
     present &= data.is_valid().to_numpy(zero_copy_only=False)[:, None]
     row, column = np.nonzero(present)  # row-major: each row's keys in field order
@@ -175,7 +193,7 @@ def _struct_to_map(data: pa.Array) -> pa.MapArray | None:
         pa.array(offsets),
         keys.take(pa.array(column)),
         values.take(pa.array(column * rows + row)),
-        type=map_type,
+        type=_MAP,
         mask=_null_mask(data),
     )
 
