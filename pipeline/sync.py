@@ -186,7 +186,7 @@ def sync_range(
             return
         pages = list(batch)
         batch.clear()
-        sessions = pa.concat_arrays([to_wire(p.columns) for p in pages])
+        sessions = to_wire([p.columns for p in pages])
         numbers = pa.array(np.repeat([p.number for p in pages], [p.count for p in pages]))
         flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
         if flat is None:  # a session is rejected: its page goes the dict way, which says why

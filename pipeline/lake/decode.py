@@ -13,6 +13,7 @@ UTF-8 or lone surrogates, a ``responseStatus`` error, a pretty-printed body, and
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -106,16 +107,22 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
     )
 
 
-def to_wire(sessions: pa.StructArray) -> pa.StructArray:
-    """Decoded sessions as ``SESSION_WIRE``: ``applicationData`` becomes a map."""
+def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
+    """Decoded pages' sessions as one ``SESSION_WIRE`` array: ``applicationData`` becomes a
+    map. Each page's inferred ``applicationData`` struct is first widened to the keys of all
+    the pages (no compute: buffers are reused), so the conversion runs once per batch."""
+    keys: dict[str, None] = {}
+    for sessions in pages:
+        data = _application_data_type(sessions)
+        if data is not None and pa.types.is_struct(data):
+            keys.update((data.field(i).name, None) for i in range(data.num_fields))
+    data_type = pa.struct([(key, pa.string()) for key in keys])
+    sessions = pa.concat_arrays([_widen(page, data_type) for page in pages])
     members = sessions.field("members")
     flat = members.values
-    if flat.type.get_field_index(_APPLICATION_DATA) >= 0:
-        data = _struct_to_map(flat.field(_APPLICATION_DATA))
-    else:
-        data = pa.nulls(len(flat), _MAP)
     children = [
-        data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in schemas.MEMBER_WIRE
+        _struct_to_map(flat.field(f.name)) if f.name == _APPLICATION_DATA else flat.field(f.name)
+        for f in schemas.MEMBER_WIRE
     ]
     rebuilt = pa.StructArray.from_arrays(
         children, fields=list(schemas.MEMBER_WIRE), mask=_null_mask(flat)
@@ -127,6 +134,66 @@ def to_wire(sessions: pa.StructArray) -> pa.StructArray:
         members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
     ]
     return pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
+
+
+def _application_data_type(sessions: pa.StructArray) -> pa.DataType | None:
+    member = sessions.type.field("members").type.value_type
+    index = member.get_field_index(_APPLICATION_DATA)
+    return None if index < 0 else member.field(index).type
+
+
+def _widen(sessions: pa.StructArray, data_type: pa.StructType) -> pa.StructArray:
+    """``sessions`` in wire field order, with members' ``applicationData`` of ``data_type``
+    (a key the page lacks is all null): same buffers, new type."""
+    members = sessions.field("members")
+    flat = members.values
+    rows = len(flat)
+    kind = _application_data_type(sessions)
+    if kind is not None and pa.types.is_struct(kind):
+        data = flat.field(_APPLICATION_DATA)
+        present = {kind.field(i).name: i for i in range(kind.num_fields)}
+        fields = [
+            data.field(present[key])
+            if key in present and pa.types.is_string(kind.field(present[key]).type)
+            else pa.nulls(rows, pa.string())
+            for key in data_type.names
+        ]
+        validity, null_count = data.buffers()[0], data.null_count
+    else:  # null or absent on every member of the page
+        fields = [pa.nulls(rows, pa.string()) for _ in data_type.names]
+        validity, null_count = pa.py_buffer(bytes((rows + 7) // 8)), rows
+    data = pa.Array.from_buffers(
+        data_type, rows, [validity], null_count=null_count, children=fields
+    )
+    member_fields = [
+        pa.field(_APPLICATION_DATA, data_type) if f.name == _APPLICATION_DATA else f
+        for f in schemas.MEMBER_WIRE
+    ]
+    member_type = pa.struct(member_fields)
+    rebuilt = pa.Array.from_buffers(
+        member_type,
+        rows,
+        [flat.buffers()[0]],
+        null_count=flat.null_count,
+        children=[
+            data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in member_fields
+        ],
+    )
+    members = pa.Array.from_buffers(
+        pa.list_(member_type),
+        len(members),
+        members.buffers()[:2],
+        null_count=members.null_count,
+        children=[rebuilt],
+    )
+    session_fields = [
+        pa.field("members", members.type) if f.name == "members" else f
+        for f in schemas.SESSION_WIRE
+    ]
+    return pa.StructArray.from_arrays(
+        [members if f.name == "members" else sessions.field(f.name) for f in session_fields],
+        fields=session_fields,
+    )
 
 
 def _is_wire_shape(sessions: pa.StructArray) -> bool:
@@ -174,8 +241,6 @@ def _struct_to_map(data: pa.Array) -> pa.Array:
     Keys come in the order the page first showed them, not each object's own order: a map's
     order carries nothing, and the struct cannot tell it.
     """
-    if pa.types.is_null(data.type):
-        return pa.nulls(len(data), _MAP)
     fields = [data.field(i) for i in range(data.type.num_fields)]
     rows = len(data)
     if not fields:

@@ -100,10 +100,10 @@ def test_emulator_pages_decode_to_what_the_dict_conversion_gives(bodies):
         payload = orjson.loads(body)
         decoded = decode_sessions_page(body)
         assert decoded is not None, "a realistic page must take the fast path"
-        assert to_wire(decoded.columns).type == schemas.SESSION_WIRE
+        assert to_wire([decoded.columns]).type == schemas.SESSION_WIRE
         want = wire(payload["items"])
-        assert to_wire(decoded.columns).to_pylist() == want.to_pylist()
-        assert to_wire(decoded.columns).equals(want)
+        assert to_wire([decoded.columns]).to_pylist() == want.to_pylist()
+        assert to_wire([decoded.columns]).equals(want)
         assert decoded.ids == [item["id"] for item in payload["items"]]
         assert decoded.has_more_pages is payload["hasMorePages"]
         assert decoded.total_count == payload["totalCount"] > 0
@@ -125,7 +125,7 @@ def test_flatten_columnar_equals_flatten_page_for_a_batch_of_pages(bodies, zone)
     decoded = [decode_sessions_page(body) for body in bodies[:3]]
     assert all(d is not None for d in decoded)
     counts = [len(d.ids) for d in decoded]
-    columns = pa.concat_arrays([to_wire(d.columns) for d in decoded])
+    columns = to_wire([d.columns for d in decoded])
     pages = pa.array(np.repeat(numbers, counts))
 
     got = flatten_columnar(columns, pages, first_ordinal=1000, ctx=ctx)
@@ -363,7 +363,7 @@ FALLS_BACK = {
 def test_the_base_body_takes_the_fast_path():
     decoded = decode_sessions_page(BASE)
     assert decoded is not None
-    assert to_wire(decoded.columns).equals(wire(base_items()))
+    assert to_wire([decoded.columns]).equals(wire(base_items()))
     assert decoded.ids == ["s1", "s2"]
     assert decoded.has_more_pages is True and decoded.total_count == 17
 
@@ -432,8 +432,8 @@ def test_bodies_it_takes_equal_the_dict_path(edit):
     payload = orjson.loads(body)
     items = payload["items"]
     want = wire(items)
-    assert to_wire(decoded.columns).to_pylist() == want.to_pylist()
-    assert to_wire(decoded.columns).equals(want)
+    assert to_wire([decoded.columns]).to_pylist() == want.to_pylist()
+    assert to_wire([decoded.columns]).equals(want)
     assert decoded.ids == [item["id"] for item in items]
     assert (decoded.has_more_pages, decoded.total_count) == (
         payload["hasMorePages"],
@@ -441,7 +441,7 @@ def test_bodies_it_takes_equal_the_dict_path(edit):
     )
     ctx = sync_ctx()
     pages = pa.array(np.full(len(items), 4, dtype=np.int64))
-    got = flatten_columnar(to_wire(decoded.columns), pages, first_ordinal=7, ctx=ctx)
+    got = flatten_columnar(to_wire([decoded.columns]), pages, first_ordinal=7, ctx=ctx)
     assert got is not None
     want_tables, (flat,) = dict_path([(4, items)], 7, ctx)
     assert flat.stats.rejected == 0
@@ -456,7 +456,7 @@ def test_missing_empty_and_null_application_data_stay_distinct():
     )(BASE)
     decoded = decode_sessions_page(body)
     assert decoded is not None
-    data = [m["applicationData"] for m in to_wire(decoded.columns).field("members")[0].as_py()]
+    data = [m["applicationData"] for m in to_wire([decoded.columns]).field("members")[0].as_py()]
     assert data == [
         [("carrier", "Verizon"), ("source", "pstn")],
         [("device", "sip")],
@@ -516,7 +516,7 @@ def test_flatten_columnar_hands_rejects_back_and_flatten_page_rejects_just_them(
     decoded = decode_sessions_page(page_body(items))
     assert decoded is not None, "decoding takes it; rejecting is flattening's job"
     pages = pa.array([3, 3, 3])
-    assert flatten_columnar(to_wire(decoded.columns), pages, first_ordinal=0, ctx=ctx) is None
+    assert flatten_columnar(to_wire([decoded.columns]), pages, first_ordinal=0, ctx=ctx) is None
 
     flat = flatten_page(items, page=3, search_archive=False, first_ordinal=0, ctx=ctx)
     assert flat.tables["sessions"]["session_id"].to_pylist() == ["g1", "g2"]
@@ -530,7 +530,9 @@ def test_flatten_columnar_hands_rejects_back_and_flatten_page_rejects_just_them(
     # The same good rows alone stay on the columnar path.
     alone = decode_sessions_page(page_body([good(1), good(2)]))
     assert alone is not None
-    assert flatten_columnar(to_wire(alone.columns), pages[:2], first_ordinal=0, ctx=ctx) is not None
+    assert (
+        flatten_columnar(to_wire([alone.columns]), pages[:2], first_ordinal=0, ctx=ctx) is not None
+    )
 
 
 def test_one_reject_sends_the_whole_batch_back():
@@ -538,10 +540,10 @@ def test_one_reject_sends_the_whole_batch_back():
     clean = decode_sessions_page(page_body([good(1), good(2)]))
     dirty = decode_sessions_page(page_body([good(3), {"id": "", "dateCreated": "2026-11-27"}]))
     assert clean is not None and dirty is not None
-    columns = pa.concat_arrays([to_wire(clean.columns), to_wire(dirty.columns)])
+    columns = pa.concat_arrays([to_wire([clean.columns]), to_wire([dirty.columns])])
     assert flatten_columnar(columns, pa.array([0, 0, 1, 1]), first_ordinal=0, ctx=ctx) is None
     assert (
-        flatten_columnar(to_wire(clean.columns), pa.array([0, 0]), first_ordinal=0, ctx=ctx)
+        flatten_columnar(to_wire([clean.columns]), pa.array([0, 0]), first_ordinal=0, ctx=ctx)
         is not None
     )
 
@@ -551,7 +553,9 @@ def test_sessions_within_the_routing_margin_are_kept_out_of_the_window_on_both_p
     items = [good(1), {"id": "early", "dateCreated": "2026-11-25T10:00:00Z"}, good(2)]
     decoded = decode_sessions_page(page_body(items))
     assert decoded is not None
-    got = flatten_columnar(to_wire(decoded.columns), pa.array([0, 0, 0]), first_ordinal=5, ctx=ctx)
+    got = flatten_columnar(
+        to_wire([decoded.columns]), pa.array([0, 0, 0]), first_ordinal=5, ctx=ctx
+    )
     assert got is not None
     want, (flat,) = dict_path([(0, items)], 5, ctx)
     assert_same_tables(got, want)
@@ -569,7 +573,7 @@ def test_application_data_keeps_its_pairs_in_the_order_the_page_first_showed_the
     )(BASE)
     decoded = decode_sessions_page(body)
     assert decoded is not None
-    got = to_wire(decoded.columns).to_pylist()
+    got = to_wire([decoded.columns]).to_pylist()
     want = wire(orjson.loads(body)["items"]).to_pylist()
     assert got[1]["members"][0]["applicationData"] == [("carrier", "Telstra"), ("source", "pstn")]
     for got_row, want_row in zip(got, want, strict=True):
@@ -581,3 +585,28 @@ def test_application_data_keeps_its_pairs_in_the_order_the_page_first_showed_the
             assert sorted(got_data or []) == sorted(want_data or [])
             assert (got_data is None) == (want_data is None)
         assert got_row == want_row
+
+
+def test_a_batch_of_pages_with_different_application_data_keys_equals_the_dict_path():
+    """Each page infers its own applicationData struct; to_wire widens them to one."""
+    first = app_data(b'{"device":"ios"}')(BASE)
+    second = items_edit(
+        lambda items: [
+            m.update(applicationData={"carrier": "Telstra", "source": "pstn"})
+            for i in items
+            for m in i["members"]
+        ]
+    )(BASE)
+    third = items_edit(
+        lambda items: [m.pop("applicationData") for i in items for m in i["members"]]
+    )(BASE)
+    fourth = items_edit(
+        lambda items: [m.update(applicationData=None) for i in items for m in i["members"]]
+    )(BASE)
+    bodies = [first, second, third, fourth]
+    decoded = [decode_sessions_page(body) for body in bodies]
+    assert all(d is not None for d in decoded)
+    got = to_wire([d.columns for d in decoded])
+    want = pa.concat_arrays([wire(orjson.loads(body)["items"]) for body in bodies])
+    assert got.to_pylist() == want.to_pylist()
+    assert got.equals(want)
