@@ -40,6 +40,15 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number") from None
 
 
+def days_per_fetch() -> int | None:
+    """``EVO_SYNC_DAYS_PER_FETCH`` (days per request window), or None when unset: the asset
+    then sizes the windows by the run's volume."""
+    value = env_int("EVO_SYNC_DAYS_PER_FETCH", 0)
+    if value < 0:
+        raise ValueError(f"EVO_SYNC_DAYS_PER_FETCH={value} is negative")
+    return value or None
+
+
 def timezone_name() -> str:
     return os.environ.get("EVO_VOICE_TIMEZONE", "").strip() or "UTC"
 

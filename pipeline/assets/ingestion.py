@@ -1,7 +1,8 @@
 """Ingestion assets: Evo Voice ``GET /sessions`` and ``GET /accounts`` -> Parquet lake -> DuckDB."""
 
 import functools
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,9 @@ import orjson
 import pyarrow as pa
 
 from pipeline import config, progress
+from pipeline.evo.client import EvoVoiceClient
 from pipeline.evo.models import AccountInfo
+from pipeline.evo.sessions import count_window, request_window
 from pipeline.lake.warehouse import (
     ACCOUNT_BILLING_ITEMS,
     ACCOUNTS,
@@ -47,6 +50,11 @@ ROW_COUNT_FIELDS = {
 # Days are fetched in windows (neighbouring days share the window's overlap) and committed one
 # by one; a run takes at most a month of days so a failed run costs little to repeat.
 MAX_PARTITIONS_PER_RUN = 31
+# Without EVO_SYNC_DAYS_PER_FETCH, a run's days are fetched in windows of about this many
+# sessions (never fewer than the default days per window, never more than the run's days).
+WINDOW_TARGET_SESSIONS = 250_000
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -87,11 +95,18 @@ def _table_metadata(table: str, rows: int) -> dict[str, object]:
     }
 
 
-def _session_table_metadata(table: str, days: Sequence[DaySummary]) -> dict[str, object]:
-    """Column schema and rows written for ``days`` (one ``raw.synced_days`` row per day)."""
-    if table == "synced_days":
-        return _table_metadata(table, len(days))
-    return _table_metadata(table, sum(getattr(s, ROW_COUNT_FIELDS[table]) for s in days))
+def _partition_metadata(table: str, summary: DaySummary, *, newest: bool) -> dict[str, object]:
+    """What one partition's materialization of ``raw.<table>`` says: the rows it holds there
+    (one ``raw.synced_days`` row per day), the day's sync statistics on ``raw.sessions``, and on
+    the newest partition of a run also the column schema (the same for every partition of a run;
+    the asset definitions carry it too), so each day's event stays small."""
+    rows = 1 if table == "synced_days" else getattr(summary, ROW_COUNT_FIELDS[table])
+    metadata: dict[str, object] = _day_metadata(summary) if table == "sessions" else {}
+    if newest:
+        metadata.update(_table_metadata(table, rows))
+    else:
+        metadata["dagster/row_count"] = dg.MetadataValue.int(rows)
+    return metadata
 
 
 def _day_is_closed(day: date) -> bool:
@@ -147,7 +162,7 @@ def evo_sessions(
             warehouse.warehouse(),
             first_day,
             last_day,
-            days_per_fetch=config.env_int("EVO_SYNC_DAYS_PER_FETCH", config.DEFAULT_DAYS_PER_FETCH),
+            days_per_fetch=fetch_window_days(client, first_day, last_day),
             parallel_fetches=config.env_int(
                 "EVO_SYNC_PARALLEL_FETCHES", config.DEFAULT_PARALLEL_FETCHES
             ),
@@ -156,6 +171,7 @@ def evo_sessions(
         )
     for day, reason in outcome.failed.items():
         progress.emit("failed", (day, reason))
+    newest = outcome.committed[-1].partition_date if outcome.committed else None
     if outcome.failed:
         for summary in outcome.committed:
             for name, key in SESSION_KEYS.items():
@@ -163,10 +179,9 @@ def evo_sessions(
                     dg.AssetMaterialization(
                         key,
                         partition=summary.partition_date.isoformat(),
-                        metadata={
-                            **_day_metadata(summary),
-                            **_session_table_metadata(name, [summary]),
-                        },
+                        metadata=_partition_metadata(
+                            name, summary, newest=summary.partition_date == newest
+                        ),
                     )
                 )
         lines = [f"{day}: {reason}" for day, reason in outcome.failed.items()]
@@ -176,19 +191,50 @@ def evo_sessions(
                 "failed_days": dg.MetadataValue.json({str(k): v for k, v in outcome.failed.items()})
             },
         )
-    metadata = _range_metadata(outcome)
-    for name, key in SESSION_KEYS.items():
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata={
-                **(metadata if name == "sessions" else {}),
-                **_session_table_metadata(name, outcome.committed),
-            },
-        )
+    # Dagster writes one materialization per partition and key of the run: each carries its own
+    # day's numbers (partition-scoped metadata), not the run's totals.
+    for summary in outcome.committed:
+        for name, key in SESSION_KEYS.items():
+            context.add_asset_metadata(
+                _partition_metadata(name, summary, newest=summary.partition_date == newest),
+                asset_key=key,
+                partition_key=summary.partition_date.isoformat(),
+            )
+    for key in SESSION_KEYS.values():
+        yield dg.MaterializeResult(asset_key=key)
     yield from _checks(warehouse, outcome)
 
 
+def fetch_window_days(client: EvoVoiceClient, first_day: date, last_day: date) -> int:
+    """Days per request window for syncing ``first_day..last_day``: ``EVO_SYNC_DAYS_PER_FETCH``
+    when set, else sized by volume. Every window costs a count request, a warehouse connection
+    and, above all, re-reading its margin days (the neighbours its request must overlap), so a
+    long run of quiet days is best fetched in one window; busy days keep the default size, which
+    bounds a window's memory (its de-duplication state grows with its sessions). A failed window
+    leaves all its days to be re-run (days of other windows stay committed)."""
+    configured = config.days_per_fetch()
+    if configured is not None:
+        return configured
+    days = (last_day - first_day).days + 1
+    if days <= config.DEFAULT_DAYS_PER_FETCH:
+        return config.DEFAULT_DAYS_PER_FETCH
+    zone = client.settings.zone
+    try:
+        total = count_window(
+            client, request_window(first_day, last_day, zone), today=datetime.now(zone).date()
+        )
+    except Exception as exc:  # the sync itself will say what is wrong with the server
+        log.warning("sizing the request windows of %s..%s failed: %s", first_day, last_day, exc)
+        total = None
+    if total is None:
+        return config.DEFAULT_DAYS_PER_FETCH
+    by_volume = WINDOW_TARGET_SESSIONS * days // max(1, total)
+    return max(config.DEFAULT_DAYS_PER_FETCH, min(days, by_volume))
+
+
 def _day_metadata(summary: DaySummary) -> dict[str, object]:
+    """A day's sync statistics; pages, retries, rows dropped outside the day and unknown fields
+    or values are counted over the day's whole request window (``request_window``)."""
     return {
         "sessions": summary.sessions,
         "members": summary.members,
@@ -202,42 +248,7 @@ def _day_metadata(summary: DaySummary) -> dict[str, object]:
         "unknown_fields": dg.MetadataValue.json(summary.unknown_fields),
         "unknown_enum_values": dg.MetadataValue.json(summary.unknown_enum_values),
         "sync_id": summary.sync_id,
-    }
-
-
-def _range_metadata(outcome: RangeOutcome) -> dict[str, object]:
-    days = outcome.committed
-    if len(days) == 1:
-        return _day_metadata(days[0])
-    windows = {(s.window_first_day, s.sync_id): s for s in days}.values()
-    unknown_fields: dict[str, int] = {}
-    unknown_enums: dict[str, int] = {}
-    for window in windows:
-        for name, n in window.unknown_fields.items():
-            unknown_fields[name] = unknown_fields.get(name, 0) + n
-        for name, n in window.unknown_enum_values.items():
-            unknown_enums[name] = unknown_enums.get(name, 0) + n
-    table = (
-        "| day | sessions | members | log rows | rejected |\n|---|---:|---:|---:|---:|\n"
-        + "".join(
-            f"| {s.partition_date} | {s.sessions} | {s.members} | {s.log_rows} | {s.rejected} |\n"
-            for s in days
-        )
-    )
-    return {
-        "days": len(days),
-        "sessions": sum(s.sessions for s in days),
-        "members": sum(s.members for s in days),
-        "log_rows": sum(s.log_rows for s in days),
-        "breadcrumbs": sum(s.breadcrumbs for s in days),
-        "rejected": sum(s.rejected for s in days),
-        "pages_fetched": sum(w.pages for w in windows),
-        "retries": sum(w.retries for w in windows),
-        "dropped_outside_day": sum(w.outside_window for w in windows),
-        "duplicates_removed": sum(s.duplicates_removed for s in days),
-        "unknown_fields": dg.MetadataValue.json(unknown_fields),
-        "unknown_enum_values": dg.MetadataValue.json(unknown_enums),
-        "per_day": dg.MetadataValue.md(table),
+        "request_window": f"{summary.window_first_day}..{summary.window_last_day}",
     }
 
 

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.assets.ingestion import SESSIONS_KEY, evo_accounts, evo_sessions
+from pipeline.assets.ingestion import SESSION_KEYS, SESSIONS_KEY, evo_accounts, evo_sessions
 from pipeline.emulator import EmulatorConfig, run_emulator
 from pipeline.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
 from pipeline.resources import EvoVoiceResource, WarehouseResource
@@ -168,3 +168,88 @@ def test_definitions_load_with_graph_partitions_schedule_and_checks():
     yesterday = NOW.date() - timedelta(days=1)
     assert request.tags[PARTITION_RANGE_END_TAG] == yesterday.isoformat()
     assert request.tags[PARTITION_RANGE_START_TAG] == (yesterday - timedelta(days=3)).isoformat()
+
+
+def test_a_range_run_gives_each_partition_its_own_numbers(emulator, tmp_path):
+    """A run over three days: every key materialized for every day, each event with that
+    day's rows (not the run's totals), the column schema once per key: on the newest day."""
+    days = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    result = dg.materialize(
+        [evo_sessions],
+        resources=resources(emulator, tmp_path),
+        tags={
+            PARTITION_RANGE_START_TAG: days[0].isoformat(),
+            PARTITION_RANGE_END_TAG: days[-1].isoformat(),
+        },
+    )
+    assert result.success
+    events = {
+        (e.materialization.asset_key, e.materialization.partition): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    assert set(events) == {(key, str(day)) for key in SESSION_KEYS.values() for day in days}
+    for day in days:
+        counts = table_counts(tmp_path, day)
+        assert counts == truth_counts(emulator, day)
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+            rejected = con.execute(
+                "SELECT count(*) FROM raw.rejected_sessions WHERE partition_date = ?", [day]
+            ).fetchone()[0]
+        rows_of = {**counts, "rejected_sessions": rejected, "synced_days": 1}
+        for name, key in SESSION_KEYS.items():
+            metadata = events[(key, str(day))]
+            assert metadata["dagster/row_count"].value == rows_of[name], (name, day)
+            assert ("dagster/column_schema" in metadata) == (day == days[-1]), (name, day)
+        assert events[(SESSIONS_KEY, str(day))]["sessions"].value == counts["sessions"]
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"no_duplicate_session_ids": True, "complete_for_window": True}
+
+
+def test_request_windows_are_sized_by_volume_unless_configured(emulator, monkeypatch):
+    from datetime import datetime
+
+    from pipeline.assets import ingestion
+    from pipeline.evo.sessions import count_window, request_window
+    from tests.conftest import make_client
+
+    short = (DAY - timedelta(days=5), DAY)  # 6 days: one window of the default size
+    long = (DAY - timedelta(days=19), DAY)  # 20 days (8 of them with sessions): sized by volume
+    monkeypatch.delenv("EVO_SYNC_DAYS_PER_FETCH", raising=False)
+    with make_client(emulator) as client:
+        before = emulator.stats.requests
+        assert ingestion.fetch_window_days(client, *short) == 7
+        monkeypatch.setenv("EVO_SYNC_DAYS_PER_FETCH", "3")
+        assert ingestion.fetch_window_days(client, *long) == 3
+        assert emulator.stats.requests == before  # neither asked the server
+        monkeypatch.delenv("EVO_SYNC_DAYS_PER_FETCH")
+
+        # ~300 sessions a day: the whole range fits a window of the default target ...
+        assert ingestion.fetch_window_days(client, *long) == 20
+        assert emulator.stats.requests > before
+        # ... a small target gives the default size, never less ...
+        monkeypatch.setattr(ingestion, "WINDOW_TARGET_SESSIONS", 100)
+        assert ingestion.fetch_window_days(client, *long) == 7
+        # ... and in between, the days that hold about the target.
+        zone = client.settings.zone
+        total = count_window(client, request_window(*long, zone), today=datetime.now(zone).date())
+        monkeypatch.setattr(ingestion, "WINDOW_TARGET_SESSIONS", total // 2)
+        assert 7 < ingestion.fetch_window_days(client, *long) == 20 * (total // 2) // total < 20
+
+    # A server that fails the count: the default size (the sync will say what is wrong).
+    with make_client(emulator, max_attempts=1) as client:
+        emulator.config.error_rate_500 = 1.0
+        try:
+            assert ingestion.fetch_window_days(client, *long) == 7
+        finally:
+            emulator.config.error_rate_500 = 0.0
+
+
+def test_days_per_fetch_setting(monkeypatch):
+    from pipeline import config
+
+    for raw, expected in (("", None), ("0", None), ("12", 12)):
+        monkeypatch.setenv("EVO_SYNC_DAYS_PER_FETCH", raw)
+        assert config.days_per_fetch() == expected
+    monkeypatch.setenv("EVO_SYNC_DAYS_PER_FETCH", "-1")
+    with pytest.raises(ValueError, match="negative"):
+        config.days_per_fetch()
