@@ -142,16 +142,21 @@ class PagingStopped(Exception):
 
 
 class RequestSlots:
-    """At most ``limit`` page requests on the wire, started in page order.
+    """At most ``limit`` page requests on the wire, started in page order, and at most
+    ``limit`` pages past the last one known to be decoded.
 
     A slot covers one HTTP exchange, not the decoding of its body, so with one slot the next
-    page is already being fetched while the previous one is decoded.
+    page is already being fetched while the previous one is decoded. The second bound keeps the
+    requests past the end of the list to at most ``limit``: a page that decodes as the last
+    one closes the slots before any request it did not allow can start.
     """
 
     def __init__(self, limit: int) -> None:
         self._limit = max(1, limit)
         self._active = 0
         self._next = 0
+        self._decoded = 0  # pages 0.._decoded-1 are decoded (or failed)
+        self._done: set[int] = set()
         self._closed = False
         self._changed = threading.Condition()
 
@@ -161,12 +166,28 @@ class RequestSlots:
             self._closed = True
             self._changed.notify_all()
 
+    def finished(self, number: int, *, last: bool) -> None:
+        """Page ``number`` is decoded (or failed); ``last``: it ends the list."""
+        with self._changed:
+            if last:
+                self._closed = True
+            self._done.add(number)
+            while self._decoded in self._done:
+                self._done.remove(self._decoded)
+                self._decoded += 1
+            self._changed.notify_all()
+
+    def _may_start(self, number: int) -> bool:
+        return (
+            number <= self._next
+            and self._active < self._limit
+            and number <= self._decoded + self._limit
+        )
+
     @contextlib.contextmanager
     def hold(self, number: int) -> Iterator[None]:
         with self._changed:
-            self._changed.wait_for(
-                lambda: self._closed or (number <= self._next and self._active < self._limit)
-            )
+            self._changed.wait_for(lambda: self._closed or self._may_start(number))
             if self._closed:
                 raise PagingStopped(f"page {number} is past the end")
             self._next = max(self._next, number + 1)
@@ -487,6 +508,24 @@ class EvoVoiceClient:
         slots: RequestSlots | None = None,
     ) -> Page:
         """Fetch page ``number`` (0-based) of a ``List*`` operation with simplified paging."""
+        page = None
+        try:
+            page = self._fetch_page(path, params, number, what=what, decoder=decoder, slots=slots)
+            return page
+        finally:
+            if slots is not None:
+                slots.finished(number, last=page is not None and page.is_last)
+
+    def _fetch_page(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        number: int,
+        *,
+        what: str,
+        decoder: PageDecoder | None,
+        slots: RequestSlots | None,
+    ) -> Page:
         page_what = f"{what} page {number}"
         payload = self._get(
             path,

@@ -341,6 +341,7 @@ class TestRequestSlots:
                         raise TimeoutError(f"page {number} never released")
                     with changed:
                         active[0] -= 1
+                slots.finished(number, last=False)  # decoded at once: only the slots bind
             except BaseException as exc:
                 errors.append(exc)
 
@@ -481,3 +482,45 @@ class TestPagingOverlap:
         assert [p.items for p in pages] == [items(f"p{n}") for n in range(self.LAST + 1)]
         assert overlapped == dict.fromkeys(range(self.LAST), True)
         self.assert_one_at_a_time_in_order(state)
+
+
+class TestRequestSlotsPastTheEnd:
+    def test_no_page_starts_more_than_limit_past_the_last_decoded_one(self):
+        slots = RequestSlots(1)
+        with slots.hold(0):
+            pass
+        with slots.hold(1):  # page 1 may be fetched while page 0 is still being decoded
+            pass
+        started = threading.Event()
+
+        def page_two() -> None:
+            with slots.hold(2):
+                started.set()
+
+        thread = threading.Thread(target=page_two, daemon=True)
+        thread.start()
+        assert not started.wait(0.2), "page 2 started before page 0 was decoded"
+        slots.finished(0, last=False)
+        assert started.wait(5)
+        thread.join(5)
+
+    def test_a_page_decoded_as_the_last_stops_the_pages_after_it(self):
+        slots = RequestSlots(2)
+        for number in range(3):
+            with slots.hold(number):
+                pass
+        outcome: list[object] = []
+
+        def page_three() -> None:
+            try:
+                with slots.hold(3):
+                    outcome.append("started")
+            except PagingStopped as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=page_three, daemon=True)
+        thread.start()
+        slots.finished(0, last=True)
+        thread.join(5)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], PagingStopped)
