@@ -158,6 +158,7 @@ class RequestSlots:
         self._decoded = 0  # pages 0.._decoded-1 are decoded (or failed)
         self._done: set[int] = set()
         self._closed = False
+        self._end: int | None = None  # the lowest page decoded as the last one
         self._changed = threading.Condition()
 
     def close(self) -> None:
@@ -170,7 +171,7 @@ class RequestSlots:
         """Page ``number`` is decoded (or failed); ``last``: it ends the list."""
         with self._changed:
             if last:
-                self._closed = True
+                self._end = number if self._end is None else min(self._end, number)
             self._done.add(number)
             while self._decoded in self._done:
                 self._done.remove(self._decoded)
@@ -184,11 +185,15 @@ class RequestSlots:
             and number <= self._decoded + self._limit
         )
 
+    def _stopped(self, number: int) -> bool:
+        # Only pages after the last one: an earlier page may still be retrying its request.
+        return self._closed or (self._end is not None and number > self._end)
+
     @contextlib.contextmanager
     def hold(self, number: int) -> Iterator[None]:
         with self._changed:
-            self._changed.wait_for(lambda: self._closed or self._may_start(number))
-            if self._closed:
+            self._changed.wait_for(lambda: self._stopped(number) or self._may_start(number))
+            if self._stopped(number):
                 raise PagingStopped(f"page {number} is past the end")
             self._next = max(self._next, number + 1)
             self._active += 1

@@ -524,3 +524,14 @@ class TestRequestSlotsPastTheEnd:
         thread.join(5)
         assert not thread.is_alive()
         assert len(outcome) == 1 and isinstance(outcome[0], PagingStopped)
+
+    def test_pages_before_the_last_one_may_still_retry(self):
+        slots = RequestSlots(2)
+        for number in range(3):
+            with slots.hold(number):
+                pass
+        slots.finished(2, last=True)  # page 2 (past the end) decoded while page 1 retries
+        with slots.hold(1):  # page 1's retry is still allowed
+            pass
+        with pytest.raises(PagingStopped), slots.hold(3):
+            pass
