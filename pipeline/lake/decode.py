@@ -117,8 +117,7 @@ def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
         if data is not None and pa.types.is_struct(data):
             keys.update((data.field(i).name, None) for i in range(data.num_fields))
     data_type = pa.struct([(key, pa.string()) for key in keys])
-    sessions = pa.concat_arrays([_widen(page, data_type) for page in pages])
-    members = sessions.field("members")
+    members = pa.concat_arrays([_widen_members(page, data_type) for page in pages])
     flat = members.values
     children = [
         _struct_to_map(flat.field(f.name)) if f.name == _APPLICATION_DATA else flat.field(f.name)
@@ -131,7 +130,8 @@ def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
         members.offsets, rebuilt, type=pa.list_(schemas.MEMBER_WIRE), mask=_null_mask(members)
     )
     columns = [
-        members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
+        members if f.name == "members" else pa.concat_arrays([page.field(f.name) for page in pages])
+        for f in schemas.SESSION_WIRE
     ]
     return pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
 
@@ -142,9 +142,9 @@ def _application_data_type(sessions: pa.StructArray) -> pa.DataType | None:
     return None if index < 0 else member.field(index).type
 
 
-def _widen(sessions: pa.StructArray, data_type: pa.StructType) -> pa.StructArray:
-    """``sessions`` in wire field order, with members' ``applicationData`` of ``data_type``
-    (a key the page lacks is all null): same buffers, new type."""
+def _widen_members(sessions: pa.StructArray, data_type: pa.StructType) -> pa.ListArray:
+    """The page's ``members`` with ``applicationData`` of ``data_type`` (a key the page lacks
+    is all null): same buffers, new type."""
     members = sessions.field("members")
     flat = members.values
     rows = len(flat)
@@ -179,20 +179,12 @@ def _widen(sessions: pa.StructArray, data_type: pa.StructType) -> pa.StructArray
             data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in member_fields
         ],
     )
-    members = pa.Array.from_buffers(
+    return pa.Array.from_buffers(
         pa.list_(member_type),
         len(members),
         members.buffers()[:2],
         null_count=members.null_count,
         children=[rebuilt],
-    )
-    session_fields = [
-        pa.field("members", members.type) if f.name == "members" else f
-        for f in schemas.SESSION_WIRE
-    ]
-    return pa.StructArray.from_arrays(
-        [members if f.name == "members" else sessions.field(f.name) for f in session_fields],
-        fields=session_fields,
     )
 
 
