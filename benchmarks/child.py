@@ -138,7 +138,7 @@ def cmd_dlt(args: argparse.Namespace) -> dict:
 # with a timer. Steps in the paging threads overlap the main thread's work.
 MAIN, PAGING = "main", "paging threads"
 STEPS = (
-    ("count requests (count_window)", MAIN, "pipeline.sync", "count_window"),
+    ("count requests (count_stores)", MAIN, "pipeline.sync", "count_stores"),
     ("waiting for the next page", MAIN, "pipeline.sync", "iter_window_pages"),
     ("flatten decoded pages (flatten_columnar)", MAIN, "pipeline.sync", "flatten_columnar"),
     ("flatten dict pages (flatten_page)", MAIN, "pipeline.sync", "flatten_page"),

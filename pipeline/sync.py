@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.evo.client import EvoVoiceClient, Page
-from pipeline.evo.sessions import count_window, iter_window_pages, request_window
+from pipeline.evo.sessions import count_stores, iter_window_pages, request_window, total_count
 from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
 from pipeline.lake.decode import decode_sessions_page, to_wire
@@ -157,7 +157,8 @@ def sync_range(
 
     lake.sweep_abandoned()
     recover(lake, warehouse)
-    server_total = count_window(client, window, today=today)
+    store_counts = count_stores(client, window, today=today)
+    server_total = total_count(store_counts)
     writer = RangeWriter(lake, ctx.sync_id, days)
     copies = _Copies()
     stats = PageStats()
@@ -199,7 +200,7 @@ def sync_range(
     try:
         current_store = False
         for archive, page in iter_window_pages(
-            client, window, today=today, decoder=decode_sessions_page
+            client, window, today=today, decoder=decode_sessions_page, counts_before=store_counts
         ):
             if archive != current_store:
                 flush(current_store)

@@ -9,7 +9,7 @@ partition days under every reading and keep, afterwards, exactly the sessions wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -100,6 +100,7 @@ def iter_window_pages(
     *,
     today: date,
     decoder: PageDecoder | None = None,
+    counts_before: Mapping[bool, int | None] | None = None,
 ) -> Iterator[tuple[bool, Page]]:
     """Every page of every store for the window, as ``(search_archive, page)``.
 
@@ -108,13 +109,17 @@ def iter_window_pages(
     skip a session that existed all along (a repeat is harmless: duplicates are removed
     downstream). Pages are read ahead and retried independently, so their order is not a
     defence; instead the store's ``totalCount`` is asked before and after, and when it
-    changed the store is read again with one request at a time.
+    changed the store is read again with one request at a time. ``counts_before``: the stores'
+    counts (:func:`count_stores`) when the caller has just asked for them.
     """
     for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days):
         store = "archive" if archive else "live"
         label = f"{_label(window)} ({store})"
         params = session_params(client, window, archive)
-        before = client.count(SESSIONS_PATH, params, what=f"{label} count")
+        if counts_before is not None and archive in counts_before:
+            before = counts_before[archive]
+        else:
+            before = client.count(SESSIONS_PATH, params, what=f"{label} count")
         for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
             yield archive, page
         after = client.count(SESSIONS_PATH, params, what=f"{label} count")
@@ -126,17 +131,29 @@ def iter_window_pages(
                 yield archive, page
 
 
-def count_window(client: EvoVoiceClient, window: RequestWindow, *, today: date) -> int | None:
-    """The server's ``totalCount`` for the same queries, summed over the stores read."""
-    total = 0
-    for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days):
-        count = client.count(
+def count_stores(
+    client: EvoVoiceClient, window: RequestWindow, *, today: date
+) -> dict[bool, int | None]:
+    """The server's ``totalCount`` for the window's query in each store read (by
+    ``searchArchive``)."""
+    return {
+        archive: client.count(
             SESSIONS_PATH, session_params(client, window, archive), what=f"{_label(window)} count"
         )
-        if count is None:
-            return None
-        total += count
-    return total
+        for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days)
+    }
+
+
+def count_window(client: EvoVoiceClient, window: RequestWindow, *, today: date) -> int | None:
+    """The server's ``totalCount`` for the same queries, summed over the stores read."""
+    return total_count(count_stores(client, window, today=today))
+
+
+def total_count(counts: Mapping[bool, int | None]) -> int | None:
+    """The stores' counts summed, or None if a store did not say."""
+    if any(count is None for count in counts.values()):
+        return None
+    return sum(counts.values())
 
 
 def _label(window: RequestWindow) -> str:
