@@ -4,6 +4,7 @@ bad bodies, and that errors never carry the password."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -175,6 +176,44 @@ class TestRetries:
         )
         client, _, _ = make_client(lambda r: (200, {}, None) if "/auth" in r.url else next(answers))
         assert client.get_json("/sessions", {}, what="t") == {"items": []}
+
+    def test_a_body_cut_short_is_retried(self):
+        """Over a real socket: the body is read inside the retries, so a connection that closes
+        before Content-Length bytes arrived is retried like a failed request."""
+        body = json.dumps({"items": items("a", "b"), "hasMorePages": False}).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        answers = [
+            head % len(body) + b"Connection: close\r\n\r\n" + body[:10],  # then closes
+            head % len(body) + b"\r\n" + body,
+        ]
+        listener = socket.create_server(("127.0.0.1", 0))
+        served: list[bytes] = []
+
+        def serve():
+            for answer in answers:
+                connection, _ = listener.accept()
+                with connection:
+                    served.append(connection.recv(65536))
+                    connection.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            settings = EvoVoiceSettings(
+                base_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+                auth="basic",
+                username="ops@example.com",
+                password=PASSWORD,
+                initial_retry_delay=0.01,
+                max_retry_delay=0.01,
+            )
+            with EvoVoiceClient(settings, seed=1) as client:
+                payload = client.get_json("/sessions", {}, what="t")
+            assert payload["items"] == items("a", "b")
+            assert client.stats.retries == 1 and len(served) == 2
+        finally:
+            server.join(timeout=5)
+            listener.close()
 
     def test_retry_after_is_honoured_and_pauses_everyone(self):
         answers = iter([(429, b"", {"Retry-After": "7"}), (200, {"items": []}, None)])
