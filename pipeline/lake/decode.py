@@ -110,14 +110,17 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
 def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
     """Decoded pages' sessions as one ``SESSION_WIRE`` array: ``applicationData`` becomes a
     map. Each page's inferred ``applicationData`` struct is first widened to the keys of all
-    the pages (no compute: buffers are reused), so the conversion runs once per batch."""
+    the pages (no compute: buffers are reused), so that the pages concatenate in one call and
+    the conversion runs once per batch: every Arrow call that releases the GIL may wait a
+    switch interval to take it back while the paging threads are busy."""
     keys: dict[str, None] = {}
     for sessions in pages:
         data = _application_data_type(sessions)
         if data is not None and pa.types.is_struct(data):
             keys.update((data.field(i).name, None) for i in range(data.num_fields))
     data_type = pa.struct([(key, pa.string()) for key in keys])
-    members = pa.concat_arrays([_widen_members(page, data_type) for page in pages])
+    sessions = pa.concat_arrays([_widen_page(page, data_type) for page in pages])
+    members = sessions.field("members")
     flat = members.values
     children = [
         _struct_to_map(flat.field(f.name)) if f.name == _APPLICATION_DATA else flat.field(f.name)
@@ -130,10 +133,21 @@ def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
         members.offsets, rebuilt, type=pa.list_(schemas.MEMBER_WIRE), mask=_null_mask(members)
     )
     columns = [
-        members if f.name == "members" else pa.concat_arrays([page.field(f.name) for page in pages])
-        for f in schemas.SESSION_WIRE
+        members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE
     ]
     return pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
+
+
+def _widen_page(sessions: pa.StructArray, data_type: pa.StructType) -> pa.StructArray:
+    """The page's sessions with ``members`` widened by :func:`_widen_members`."""
+    members = _widen_members(sessions, data_type)
+    return pa.StructArray.from_arrays(
+        [members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE],
+        fields=[
+            pa.field("members", members.type) if f.name == "members" else f
+            for f in schemas.SESSION_WIRE
+        ],
+    )
 
 
 def _application_data_type(sessions: pa.StructArray) -> pa.DataType | None:
@@ -231,7 +245,8 @@ def _struct_to_map(data: pa.Array) -> pa.Array:
     fields, in field order.
 
     Keys come in the order the page first showed them, not each object's own order: a map's
-    order carries nothing, and the struct cannot tell it.
+    order carries nothing, and the struct cannot tell it. Validity is read from the bitmaps
+    with numpy, not Arrow compute, which would release and re-take the GIL once per key.
     """
     fields = [data.field(i) for i in range(data.type.num_fields)]
     rows = len(data)
@@ -239,13 +254,16 @@ def _struct_to_map(data: pa.Array) -> pa.Array:
         offsets = pa.array(np.zeros(rows + 1, dtype=np.int32))
         empty = pa.array([], pa.string())
         return pa.MapArray.from_arrays(offsets, empty, empty, type=_MAP, mask=_null_mask(data))
-    present = np.stack([f.is_valid().to_numpy(zero_copy_only=False) for f in fields], axis=1)
-    present &= data.is_valid().to_numpy(zero_copy_only=False)[:, None]
+    present = np.stack([_is_valid(f) for f in fields], axis=1)
+    present &= _is_valid(data)[:, None]
     row, column = np.nonzero(present)  # row-major: each row's keys in field order
     offsets = np.zeros(rows + 1, dtype=np.int32)
     np.cumsum(present.sum(axis=1), out=offsets[1:])
     keys = pa.array([data.type.field(i).name for i in range(len(fields))], pa.string())
-    values = pa.concat_arrays([f.cast(pa.string()) for f in fields])
+    # A field inferred as null type holds no value: its slots are never taken.
+    values = pa.concat_arrays(
+        [f if pa.types.is_string(f.type) else pa.nulls(rows, pa.string()) for f in fields]
+    )
     return pa.MapArray.from_arrays(
         pa.array(offsets),
         keys.take(pa.array(column)),
@@ -253,6 +271,19 @@ def _struct_to_map(data: pa.Array) -> pa.Array:
         type=_MAP,
         mask=_null_mask(data),
     )
+
+
+def _is_valid(array: pa.Array) -> np.ndarray:
+    """The array's validity as booleans, from its bitmap."""
+    if pa.types.is_null(array.type):
+        return np.zeros(len(array), dtype=bool)
+    bitmap = array.buffers()[0]
+    if bitmap is None or not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    bits = np.unpackbits(
+        np.frombuffer(bitmap, dtype=np.uint8), count=array.offset + len(array), bitorder="little"
+    )
+    return bits[array.offset :].astype(bool)
 
 
 def _is_utf8(text: bytes) -> bool:

@@ -290,6 +290,35 @@ class TestRetries:
         assert slept == [5.0]
 
 
+class TestEnvironment:
+    def test_proxies_and_ca_bundle_come_from_the_environment(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+        settings = EvoVoiceSettings(
+            base_url="https://api.evovoice.io", username="u", password=PASSWORD
+        )
+        with EvoVoiceClient(settings) as client:
+            assert client._http.proxies.get("https") == "http://proxy.internal:3128"
+            assert client._http.verify == str(tmp_path / "ca.pem")
+
+    def test_no_proxy_applies_and_netrc_is_never_read(self, monkeypatch, tmp_path):
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine api.evovoice.io login other password leaked\n")
+        monkeypatch.setenv("NETRC", str(netrc))
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+        monkeypatch.setenv("NO_PROXY", "api.evovoice.io")
+        settings = EvoVoiceSettings(
+            base_url="https://api.evovoice.io", username="u", password=PASSWORD, auth="basic"
+        )
+        with EvoVoiceClient(settings) as client:
+            assert "https" not in client._http.proxies
+            prepared = client._http.prepare_request(
+                requests.Request("GET", settings.base_url + "/sessions")
+            )
+            assert "Authorization" not in prepared.headers
+
+
 class TestAuth:
     def test_relogin_once_on_401_mid_run(self):
         state = {"logins": 0, "calls": 0}
