@@ -81,7 +81,8 @@ def cmd_ingest(args: argparse.Namespace) -> dict:
     data = Path(args.data_dir)
     baseline = _rss_mb()
     client = _client(args.base_url, args.concurrency)
-    lake, warehouse = Lake(str(data / "lake")), Warehouse(data / "warehouse.duckdb")
+    lake = Lake(str(data / "lake"))
+    warehouse = Warehouse(data / "warehouse.duckdb", lake)
     profiler = None
     if args.profile:
         import cProfile
@@ -276,8 +277,8 @@ def cmd_daily(args: argparse.Namespace) -> dict:
     with _client(os.environ["EVO_VOICE_BASE_URL"], 4) as client:
         outcome = sync_days(
             client,
-            Lake(str(data / "lake")),
-            Warehouse(data / "warehouse.duckdb"),
+            lake := Lake(str(data / "lake")),
+            Warehouse(data / "warehouse.duckdb", lake),
             date.fromisoformat(args.history_first),
             date.fromisoformat(args.history_last),
             days_per_fetch=args.days_per_fetch,

@@ -81,7 +81,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return Lake(str(self.data_path() / "lake") if self.data_dir else config.lake_uri())
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.data_path() / "warehouse.duckdb")
+        return Warehouse(self.data_path() / "warehouse.duckdb", self.lake())
 
 
 def evo_voice_resource_from_env() -> EvoVoiceResource:

@@ -3,8 +3,8 @@
 Plain Python (no Dagster), so the Dagster asset, the CLI and the tests share one code path.
 A range is fetched with one request window (cheaper than one window per day: the window must
 overlap neighbouring days to be safe under every reading of the server's date filter), then
-every day is committed on its own: its lake folders are swapped in and its rows replaced in
-DuckDB in one transaction.
+every day is committed on its own: its files are moved into the lake beside the ones they
+replace, and one DuckDB transaction on ``raw.synced_days`` switches the ``raw.*`` views to them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
 from pipeline.lake.decode import decode_sessions_page, to_wire
 from pipeline.lake.flatten import FlatPage, PageStats, SyncContext, flatten_columnar, flatten_page
-from pipeline.lake.store import PARQUET_OPTIONS, Lake, RangeWriter
+from pipeline.lake.store import PARQUET_OPTIONS, STAGED_FILE, Lake, RangeWriter
 from pipeline.lake.warehouse import DaySummary, Warehouse, replace_day
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,10 @@ def sync_range(
     ctx = SyncContext(new_sync_id(now), now, zone, first_day, last_day)
     pages_before, retries_before = client.stats.pages, client.stats.retries
 
+    if lake.uri != warehouse.lake.uri:
+        raise ValueError(
+            f"the warehouse's raw views read the lake {warehouse.lake.uri}, not {lake.uri}"
+        )
     lake.sweep_abandoned()
     recover(lake, warehouse)
     store_counts = count_stores(client, window, today=today)
@@ -247,7 +251,7 @@ def sync_range(
         for day in days:
             if losers.get(day):
                 _drop_copies(lake, staged[day], losers[day])
-        # A day's lake folders and warehouse rows change together: under the writer lock (one
+        # A day's files and its raw.synced_days row change together: under the writer lock (one
         # connection for the window's days, each day its own transaction), undone here on
         # failure, and by Lake.recover if the process dies midway.
         with warehouse.writer() as con:
@@ -255,7 +259,7 @@ def sync_range(
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
                     summary = summarize(day, files, len(losers.get(day, [])))
-                    replace_day(con, files, summary)
+                    replace_day(con, lake, summary)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)
                     raise
@@ -269,13 +273,17 @@ def sync_range(
 
 
 def recover(lake: Lake, warehouse: Warehouse) -> int:
-    """Undo what syncs that died left half-published in the lake (see :meth:`Lake.recover`), so
-    that the lake holds, for every day, the files of the sync the warehouse holds. Returns how
-    many days were rolled back."""
-    if not lake.has_trash():
+    """Finish what syncs that died left half-published in the lake (see :meth:`Lake.recover`),
+    so that every day folder holds only the files of the sync ``raw.synced_days`` names. Returns
+    how many days were rolled back."""
+    if not lake.has_pending():
         return 0
     with warehouse.exclusive():
-        return lake.recover(lambda day, sync_id: warehouse.day_sync_id(day) == sync_id)
+        rolled_back = lake.recover(lambda day, sync_id: warehouse.day_sync_id(day) == sync_id)
+        if rolled_back:
+            with warehouse.writer():  # re-points the raw views: a table may have no file left
+                pass
+    return rolled_back
 
 
 def _file_rows(lake: Lake, path: str) -> int:
@@ -291,8 +299,8 @@ def _drop_copies(lake: Lake, staged: dict[str, str], losers: list[int]) -> None:
         for table, directory in staged.items():
             if table == "rejected_sessions":
                 continue
-            source = f"{directory}/part-0.parquet"
-            target = f"{directory}/part-0.parquet.tmp"
+            source = f"{directory}/{STAGED_FILE}"
+            target = f"{source}.tmp"
             con.execute(
                 f"COPY (SELECT * FROM read_parquet('{lake.local_path(source)}') "
                 "WHERE copy_ordinal NOT IN (SELECT copy_ordinal FROM losers) ORDER BY copy_ordinal)"

@@ -48,8 +48,8 @@ def lake(tmp_path) -> Lake:
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> Warehouse:
-    return Warehouse(tmp_path / "warehouse.duckdb")
+def warehouse(tmp_path, lake) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb", lake)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from pipeline import config, progress
 from pipeline.evo.client import EvoVoiceClient
 from pipeline.evo.models import AccountInfo
 from pipeline.evo.sessions import count_window, request_window
+from pipeline.lake.store import Lake
 from pipeline.lake.warehouse import (
     ACCOUNT_BILLING_ITEMS,
     ACCOUNTS,
@@ -61,9 +63,10 @@ log = logging.getLogger(__name__)
 def raw_column_schemas() -> dict[str, dg.TableSchemaMetadataValue]:
     """Every ``raw`` table's columns as the warehouse declares them: the DDL that
     :func:`ensure_raw_schema` derives from the Arrow schemas (and ``raw.synced_days``), read
-    back from an empty in-memory DuckDB so the UI shows exactly what analysts query."""
-    with duckdb.connect() as con:
-        ensure_raw_schema(con)
+    back from an empty in-memory DuckDB over an empty lake, so the UI shows exactly what
+    analysts query."""
+    with tempfile.TemporaryDirectory() as empty, duckdb.connect() as con:
+        ensure_raw_schema(con, Lake(empty))
         rows = con.execute(
             """
             SELECT c.table_name, c.column_name, c.data_type, c.is_nullable = 'YES',

@@ -1,5 +1,11 @@
-"""The Parquet lake: ``<lake>/<table>/date=YYYY-MM-DD/part-0.parquet``, one folder per table and
-day, replaced whole on every re-sync so re-runs never duplicate.
+"""The Parquet lake: ``<lake>/<table>/date=YYYY-MM-DD/part-<sync_id>.parquet``, one file per
+table, day and sync.
+
+A re-sync adds its own file beside the one it replaces, and deletes the old one once the
+warehouse has committed the day (``raw.synced_days`` names the sync whose files are current, and
+the ``raw.*`` views read only those). Readers of the lake outside DuckDB take, in a day's folder,
+the file of the sync that ``raw.synced_days`` names; there is more than one only while a sync
+publishes, or after one died before it could clean up.
 
 The lake location is URI-shaped (``EVO_LAKE_URI``: a folder today, ``s3://...`` later) and all
 file operations go through a ``pyarrow.fs`` filesystem.
@@ -33,8 +39,8 @@ BUFFERED_BYTES = 24 * 2**20
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
 ABANDONED_AFTER = timedelta(hours=6)
-# Marks, in a sync's trash, a table whose day folder did not exist before that sync published.
-ABSENT = ".absent"
+# The one file a sync stages per table and day.
+STAGED_FILE = "part-0.parquet"
 
 
 class Lake:
@@ -50,8 +56,26 @@ class Lake:
     def day_dir(self, table: str, day: date) -> str:
         return f"{self.root}/{table}/date={day.isoformat()}"
 
-    def day_file(self, table: str, day: date) -> str:
-        return f"{self.day_dir(table, day)}/part-0.parquet"
+    @staticmethod
+    def file_name(sync_id: str) -> str:
+        return f"part-{sync_id}.parquet"
+
+    def day_file(self, table: str, day: date, sync_id: str) -> str:
+        return f"{self.day_dir(table, day)}/{self.file_name(sync_id)}"
+
+    def table_glob(self, table: str) -> str:
+        """Every published file of ``table``, as a pattern DuckDB can read."""
+        return self.local_path(f"{self.root}/{table}") + "/date=*/*.parquet"
+
+    def has_files(self, table: str) -> bool:
+        """Whether ``table_glob`` matches a file (usually decided by the first day folder)."""
+        selector = pafs.FileSelector(f"{self.root}/{table}", allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.base_name.startswith("date=") and info.type == pafs.FileType.Directory:
+                inside = self.fs.get_file_info(pafs.FileSelector(info.path))
+                if any(i.base_name.endswith(".parquet") for i in inside):
+                    return True
+        return False
 
     def staging_dir(self, sync_id: str) -> str:
         return f"{self.root}/_staging/{sync_id}"
@@ -62,56 +86,51 @@ class Lake:
             return path
         return f"{self.uri.split('://', 1)[0]}://{path}"
 
-    def trash_dir(self, sync_id: str) -> str:
-        return f"{self.root}/_trash/{sync_id}"
+    def pending_marker(self, sync_id: str, day: date) -> str:
+        return f"{self.root}/_pending/{sync_id}/date={day.isoformat()}"
 
     def publish_day(self, staged: dict[str, str], day: date, sync_id: str) -> dict[str, str]:
-        """Move a day's staged folders into place, table by table; return the final files.
+        """Move a day's staged files into place beside the files they replace; return the new
+        files. Nothing changes for readers yet: ``raw.*`` shows the sync that ``raw.synced_days``
+        names, so the day switches over when the warehouse commits that row.
 
-        The folders replaced are kept in ``_trash/<sync_id>`` (a ``.absent`` marker where there
-        was none) until :meth:`commit_day` or :meth:`rollback_day`, so a sync that dies between
-        two moves, or before the warehouse committed the day, can be undone by :meth:`recover`.
-        Callers hold the warehouse's writer lock across publish, load and commit.
+        A marker in ``_pending/<sync_id>`` records the day until :meth:`commit_day` deletes the
+        replaced files or :meth:`rollback_day` the new ones, so :meth:`recover` can finish the
+        job for a sync that dies in between. Callers hold the warehouse's writer lock.
         """
+        marker = self.pending_marker(sync_id, day)
+        self.fs.create_dir(marker.rsplit("/", 1)[0], recursive=True)
+        self.fs.open_output_stream(marker).close()
         final = {}
         for table, staged_dir in staged.items():
-            target = self.day_dir(table, day)
-            kept = self._trash_entry(sync_id, table, day)
-            self.fs.create_dir(kept.rsplit("/", 1)[0], recursive=True)
-            if self.fs.get_file_info(target).type != pafs.FileType.NotFound:
-                self.fs.move(target, kept)
-            else:
-                self.fs.open_output_stream(kept + ABSENT).close()
-            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            self.fs.move(staged_dir, target)
-            final[table] = self.day_file(table, day)
+            self.fs.create_dir(self.day_dir(table, day), recursive=True)
+            final[table] = self.day_file(table, day, sync_id)
+            self.fs.move(f"{staged_dir}/{STAGED_FILE}", final[table])
             failpoint("between_lake_swaps")
         return final
 
     def commit_day(self, day: date, sync_id: str) -> None:
-        """Forget the folders a published day replaced (the warehouse has committed it)."""
+        """Delete the files the sync's files replaced (the warehouse has committed the day)."""
+        keep = self.file_name(sync_id)
         for table in SESSION_TABLES:
-            kept = self._trash_entry(sync_id, table, day)
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.delete_dir(kept)
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.delete_file(kept + ABSENT)
+            for info in self._day_files(table, day):
+                if info.base_name != keep:
+                    self.fs.delete_file(info.path)
+        self._forget(sync_id, day)
 
     def rollback_day(self, day: date, sync_id: str) -> None:
-        """Put back the folders a published day replaced (the warehouse did not commit it)."""
+        """Delete the sync's files of the day (the warehouse did not commit it)."""
         for table in SESSION_TABLES:
-            kept, target = self._trash_entry(sync_id, table, day), self.day_dir(table, day)
-            if self.fs.get_file_info(kept).type == pafs.FileType.Directory:
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.delete_dir(target)
-                self.fs.move(kept, target)
-            elif self.fs.get_file_info(kept + ABSENT).type == pafs.FileType.File:
-                with contextlib.suppress(FileNotFoundError):
-                    self.fs.delete_dir(target)
-                self.fs.delete_file(kept + ABSENT)
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self.day_file(table, day, sync_id))
+            directory = self.day_dir(table, day)
+            if not self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True)):
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    self.fs.delete_dir(directory)
+        self._forget(sync_id, day)
 
-    def has_trash(self) -> bool:
-        selector = pafs.FileSelector(f"{self.root}/_trash", allow_not_found=True)
+    def has_pending(self) -> bool:
+        selector = pafs.FileSelector(f"{self.root}/_pending", allow_not_found=True)
         return bool(self.fs.get_file_info(selector))
 
     def recover(self, committed: Callable[[date, str], bool]) -> int:
@@ -119,23 +138,32 @@ class Lake:
         sync), roll back any other. Call it holding the warehouse's writer lock, so that no live
         publish is in flight. Returns how many days were rolled back."""
         rolled_back = 0
-        trash = pafs.FileSelector(f"{self.root}/_trash", allow_not_found=True)
-        for sync in self.fs.get_file_info(trash):
+        pending = pafs.FileSelector(f"{self.root}/_pending", allow_not_found=True)
+        for sync in self.fs.get_file_info(pending):
             sync_id = sync.base_name
-            days = set()
-            selector = pafs.FileSelector(sync.path, recursive=True)
-            for info in self.fs.get_file_info(selector):
-                name = info.base_name.removesuffix(ABSENT)
-                if name.startswith("date=") and info.path.count("/") == sync.path.count("/") + 2:
-                    days.add(date.fromisoformat(name.removeprefix("date=")))
-            for day in sorted(days):
+            markers = self.fs.get_file_info(pafs.FileSelector(sync.path))
+            days = sorted(
+                date.fromisoformat(m.base_name.removeprefix("date="))
+                for m in markers
+                if m.base_name.startswith("date=")
+            )
+            for day in days:
                 if committed(day, sync_id):
                     self.commit_day(day, sync_id)
                 else:
                     self.rollback_day(day, sync_id)
                     rolled_back += 1
-            self.fs.delete_dir(sync.path)
+            with contextlib.suppress(FileNotFoundError, OSError):
+                self.fs.delete_dir(sync.path)
         return rolled_back
+
+    def _day_files(self, table: str, day: date) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.day_dir(table, day), allow_not_found=True)
+        return [i for i in self.fs.get_file_info(selector) if i.base_name.endswith(".parquet")]
+
+    def _forget(self, sync_id: str, day: date) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self.pending_marker(sync_id, day))
 
     def sweep_abandoned(self, older_than: timedelta = ABANDONED_AFTER) -> int:
         """Delete staging folders left by syncs that crashed (old enough that no live sync can
@@ -151,18 +179,14 @@ class Lake:
         return removed
 
     def discard(self, sync_id: str) -> None:
-        """Delete a sync's staging folder, and its trash folder if every day in it was committed
-        or rolled back."""
+        """Delete a sync's staging folder, and its pending folder if every day in it was
+        committed or rolled back."""
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(self.staging_dir(sync_id))
-        trash = self.trash_dir(sync_id)
-        selector = pafs.FileSelector(trash, recursive=True, allow_not_found=True)
-        if all(i.type == pafs.FileType.Directory for i in self.fs.get_file_info(selector)):
+        pending = f"{self.root}/_pending/{sync_id}"
+        if not self.fs.get_file_info(pafs.FileSelector(pending, allow_not_found=True)):
             with contextlib.suppress(FileNotFoundError, OSError):
-                self.fs.delete_dir(trash)
-
-    def _trash_entry(self, sync_id: str, table: str, day: date) -> str:
-        return f"{self.trash_dir(sync_id)}/{table}/date={day.isoformat()}"
+                self.fs.delete_dir(pending)
 
 
 @dataclass
@@ -228,7 +252,7 @@ class RangeWriter:
             directory = self.staged_dir(table_name, day)
             self.lake.fs.create_dir(directory, recursive=True)
             buffer.writer = pq.ParquetWriter(
-                f"{directory}/part-0.parquet",
+                f"{directory}/{STAGED_FILE}",
                 SESSION_TABLES[table_name],
                 filesystem=self.lake.fs,
                 **PARQUET_OPTIONS,

@@ -1,8 +1,14 @@
-"""The DuckDB warehouse: ``raw.*`` tables loaded from the lake, one partition day per transaction.
+"""The DuckDB warehouse: ``raw.*`` views over the Parquet lake, and the sync bookkeeping.
+
+The session tables are not copied into DuckDB: ``raw.sessions`` and its child tables are views
+over the lake's files that show, for each day, the rows of the sync ``raw.synced_days`` names.
+Committing a day is therefore one small transaction on ``raw.synced_days``: every table of the
+day switches to the new sync at once, and a sync that dies before it leaves the old rows in
+view. Accounts, which are small and not partitioned by day, are tables.
 
 DuckDB allows one writing process per file. Every write goes through :meth:`Warehouse.writer`,
-which holds an inter-process file lock beside the database, so parallel day syncs queue for the
-few hundred milliseconds a load takes instead of failing with lock errors.
+which holds an inter-process file lock beside the database, so parallel day syncs queue instead
+of failing with lock errors.
 """
 
 from __future__ import annotations
@@ -21,11 +27,10 @@ from filelock import FileLock
 
 from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
+from pipeline.lake.store import Lake
 
 LOCK_TIMEOUT_SECONDS = 600
-# A day load streams Parquet into tables; without a cap DuckDB's buffer pool may grow to 80% of
-# RAM on a big day, so the sync's memory would grow with the size of the day. 96 MB: a 500k
-# session day peaks ~110 MB above a 5k one (128 MB: ~140 MB; 64 MB: ~80 MB, but loads 2x slower).
+# Without a cap DuckDB's buffer pool may grow to 80% of RAM.
 WRITER_CONFIG = {"memory_limit": "96MB", "threads": 2, "preserve_insertion_order": False}
 _LINEAGE_ONLY_IN_LAKE = {"copy_ordinal"}
 
@@ -38,7 +43,7 @@ _DUCKDB_TYPES = (
     (pa.types.is_float64, "DOUBLE"),
     (pa.types.is_date32, "DATE"),
     (pa.types.is_timestamp, "TIMESTAMPTZ"),
-    (pa.types.is_map, "VARCHAR"),  # stored as JSON text in the warehouse
+    (pa.types.is_map, "VARCHAR"),  # JSON text in the warehouse
 )
 
 
@@ -55,14 +60,33 @@ def _raw_columns(schema: pa.Schema) -> list[pa.Field]:
     return [f for f in schema if f.name not in _LINEAGE_ONLY_IN_LAKE]
 
 
-def _select_list(schema: pa.Schema) -> str:
+def _view_sql(table: str, lake: Lake) -> str:
+    """``raw.<table>``: the lake's files of ``table``, the rows of the syncs ``raw.synced_days``
+    names. The day comes from the folder name, so a filter on ``partition_date`` skips the
+    other days' files unopened; maps become JSON text, as analysts' tools expect."""
     parts = []
-    for f in _raw_columns(schema):
-        if pa.types.is_map(f.type):
+    for f in _raw_columns(schemas.SESSION_TABLES[table]):
+        if f.name == "partition_date":
+            parts.append('"date" AS partition_date')
+        elif pa.types.is_map(f.type):
             parts.append(f"CAST(to_json({f.name}) AS VARCHAR) AS {f.name}")
         else:
             parts.append(f.name)
-    return ", ".join(parts)
+    pattern = lake.table_glob(table).replace("'", "''")
+    return (
+        f"SELECT {', '.join(parts)} FROM read_parquet('{pattern}', hive_partitioning = true, "
+        "hive_types = {'date': DATE}) "
+        'WHERE ("date", sync_id) IN (SELECT partition_date, sync_id FROM raw.synced_days)'
+    )
+
+
+def _empty_view_sql(table: str) -> str:
+    """``raw.<table>`` before the lake has any file of it: no rows, the same columns."""
+    columns = ", ".join(
+        f"CAST(NULL AS {duckdb_type(f.type)}) AS {f.name}"
+        for f in _raw_columns(schemas.SESSION_TABLES[table])
+    )
+    return f"SELECT {columns} WHERE false"
 
 
 ACCOUNTS = pa.schema(
@@ -152,11 +176,14 @@ SESSION_RAW_TABLES = (
 
 
 class Warehouse:
-    """The DuckDB file at ``path`` and its writer lock."""
+    """The DuckDB file at ``path``, its writer lock, and the lake its ``raw.*`` views read."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, path: str | Path, lake: Lake, lock_timeout: float = LOCK_TIMEOUT_SECONDS
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lake = lake
         self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
 
     def exclusive(self) -> FileLock:
@@ -170,7 +197,7 @@ class Warehouse:
             con = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
                 con.execute("SET TimeZone = 'UTC'")
-                ensure_raw_schema(con)
+                ensure_raw_schema(con, self.lake)
                 yield con
             finally:
                 con.close()
@@ -209,34 +236,53 @@ class Warehouse:
                 raise
 
 
-def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+# Where a warehouse built before the raw views keeps its copied rows (not read by anything).
+LEGACY_SCHEMA = "raw_before_lake_views"
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for table, schema in {
-        **schemas.SESSION_TABLES,
         "accounts": ACCOUNTS,
         "account_billing_items": ACCOUNT_BILLING_ITEMS,
     }.items():
         columns = ", ".join(f"{f.name} {duckdb_type(f.type)}" for f in _raw_columns(schema))
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns})")
     con.execute(SYNCED_DAYS_DDL)
+    _keep_legacy_tables(con)
+    # Re-created on every open: the lake may have moved since (its path is in the views).
+    for table in SESSION_RAW_TABLES:
+        sql = _view_sql(table, lake) if lake.has_files(table) else _empty_view_sql(table)
+        con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS {sql}")
 
 
-def replace_day(
-    con: duckdb.DuckDBPyConnection,
-    files: dict[str, str],
-    summary: DaySummary,
-) -> None:
+def _keep_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse from before the views holds the session tables as copies of the lake: move
+    them aside (never drop data) so the views can take their names."""
+    legacy = [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'raw' AND table_name IN ?",
+            [list(SESSION_RAW_TABLES)],
+        ).fetchall()
+    ]
+    if not legacy:
+        return
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {LEGACY_SCHEMA}")
+    for table in legacy:
+        con.execute(f"CREATE TABLE {LEGACY_SCHEMA}.{table} AS SELECT * FROM raw.{table}")
+        con.execute(f"DROP TABLE raw.{table}")
+
+
+def replace_day(con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary) -> None:
+    """Commit a published day: ``raw.*`` switches to the sync's files in one transaction."""
     day = summary.partition_date
     con.execute("BEGIN")
     try:
-        for table in SESSION_RAW_TABLES:
-            schema = schemas.SESSION_TABLES[table]
-            con.execute(f"DELETE FROM raw.{table} WHERE partition_date = ?", [day])
-            con.execute(
-                f"INSERT INTO raw.{table} SELECT {_select_list(schema)} FROM read_parquet(?)",
-                [files[table]],
-            )
-            failpoint("inside_duckdb_transaction")
+        for table in _empty_views(con):
+            con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS {_view_sql(table, lake)}")
+        failpoint("inside_duckdb_transaction")
         row = summary.as_row()
         con.execute("DELETE FROM raw.synced_days WHERE partition_date = ?", [day])
         con.execute(
@@ -248,3 +294,15 @@ def replace_day(
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def _empty_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The session views still without files (before the first day was published)."""
+    return [
+        row[0]
+        for row in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() "
+            "AND schema_name = 'raw' AND view_name IN ? AND sql NOT LIKE '%read_parquet%'",
+            [list(SESSION_RAW_TABLES)],
+        ).fetchall()
+    ]

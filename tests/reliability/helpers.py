@@ -289,9 +289,11 @@ def assert_equals_truth(path: Path | str, truth: Mapping[date, list[dict]]) -> i
 
 
 def assert_lake_matches_warehouse(data_dir: Path, days: Iterable[date] = DAYS) -> None:
-    """For every day and table the lake's file holds the rows the warehouse holds (same sync)."""
+    """For every day and table the lake holds one file, the one of the sync ``raw.synced_days``
+    names, and the ``raw.*`` view shows exactly its rows."""
     lake, days = data_dir / "lake", list(days)
     with connect(data_dir / "warehouse.duckdb") as con:
+        synced = dict(con.execute("SELECT partition_date, sync_id FROM raw.synced_days").fetchall())
         for table in SESSION_TABLES:
             for day in days:
                 want = Counter(
@@ -300,8 +302,11 @@ def assert_lake_matches_warehouse(data_dir: Path, days: Iterable[date] = DAYS) -
                         [day],
                     ).fetchall()
                 )
-                path = lake / table / f"date={day}" / "part-0.parquet"
-                rows = pq.read_table(path, columns=["session_id", "sync_id"]).to_pylist()
+                files = sorted((lake / table / f"date={day}").glob("*.parquet"))
+                assert [f.name for f in files] == [f"part-{synced[day]}.parquet"], (
+                    f"lake {table} {day}: {[f.name for f in files]}, synced {synced.get(day)}"
+                )
+                rows = pq.read_table(files[0], columns=["session_id", "sync_id"]).to_pylist()
                 got = Counter((r["session_id"], r["sync_id"]) for r in rows)
                 assert got == want, f"lake {table} {day} disagrees with the warehouse"
 

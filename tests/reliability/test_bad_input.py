@@ -336,7 +336,8 @@ def corpus(tmp_path_factory):
     """An emulator, a lake and a warehouse holding a clean sync of ``DAY``, and the session
     the item cases change (on a page after the first)."""
     root = tmp_path_factory.mktemp("corpus")
-    lake, warehouse = Lake(str(root / "lake")), Warehouse(root / "warehouse.duckdb")
+    lake = Lake(str(root / "lake"))
+    warehouse = Warehouse(root / "warehouse.duckdb", lake)
     with run_emulator(emulator_config(sessions_per_day=40)) as emulator:
         truth = truth_by_day(emulator, [DAY])[DAY]
         TARGET.update(truth[len(truth) // 2])

@@ -87,8 +87,8 @@ def complete_with(data_dir, emulator) -> None:
     with make_client(emulator) as client:
         sync_range(
             client,
-            Lake(str(data_dir / "lake")),
-            Warehouse(data_dir / "warehouse.duckdb"),
+            lake := Lake(str(data_dir / "lake")),
+            Warehouse(data_dir / "warehouse.duckdb", lake),
             DAY,
             DAY,
         )
@@ -108,7 +108,8 @@ def test_a_sync_killed_at_a_failpoint_leaves_the_day_as_it_was(failpoint, site):
     assert day_state(data_dir) == before
     assert published_bytes(data_dir) == published
     # The first thing the next run does: put back what the dead one half-published.
-    lake, warehouse = Lake(str(data_dir / "lake")), Warehouse(data_dir / "warehouse.duckdb")
+    lake = Lake(str(data_dir / "lake"))
+    warehouse = Warehouse(data_dir / "warehouse.duckdb", lake)
     rolled_back = recover(lake, warehouse)
     assert rolled_back == (failpoint in ("between_lake_swaps", "inside_duckdb_transaction"))
     assert_lake_matches_warehouse(data_dir)
@@ -273,12 +274,13 @@ def test_a_first_sync_killed_between_lake_swaps_leaves_nothing(tmp_path):
         killed = run(worker("sync", str(DAY), str(DAY)), env, timeout=120)
         assert killed.returncode == -signal.SIGKILL, killed.describe()
         record(crashes=1)
-        lake, warehouse = Lake(str(data_dir / "lake")), Warehouse(data_dir / "warehouse.duckdb")
+        lake = Lake(str(data_dir / "lake"))
+        warehouse = Warehouse(data_dir / "warehouse.duckdb", lake)
         assert (data_dir / "lake" / "sessions" / f"date={DAY}").exists()  # half-published
         assert recover(lake, warehouse) == 1
         assert not [p for p in (data_dir / "lake").rglob("date=*") if "_staging" not in str(p)]
-        assert not (data_dir / "lake" / "_trash").exists() or not any(
-            (data_dir / "lake" / "_trash").iterdir()
+        assert not (data_dir / "lake" / "_pending").exists() or not any(
+            (data_dir / "lake" / "_pending").iterdir()
         )
         with connect(data_dir / "warehouse.duckdb") as con:
             assert con.execute("SELECT count(*) FROM raw.sessions").fetchone() == (0,)
@@ -308,4 +310,4 @@ def test_a_load_that_fails_puts_the_lake_back(tmp_path, monkeypatch):
             want = {r[0] for r in con.execute("SELECT session_id FROM raw.sessions").fetchall()}
         got = pq.read_table(lake / "sessions" / f"date={DAY}").column("session_id").to_pylist()
         assert set(got) == want
-        assert not (lake / "_trash").exists() or not any((lake / "_trash").iterdir())
+        assert not (lake / "_pending").exists() or not any((lake / "_pending").iterdir())

@@ -50,9 +50,10 @@ def test_the_same_day_three_times_gives_the_same_tables(lake, warehouse):
     assert_equals_truth(warehouse.path, truth)
     with connect(warehouse.path) as con:
         assert con.execute("SELECT count(*) FROM raw.synced_days").fetchone() == (1,)
-    # One file per table and day; nothing left in staging or trash.
+        (sync_id,) = con.execute("SELECT sync_id FROM raw.synced_days").fetchone()
+    # One file per table and day, the last sync's; nothing left in staging or pending.
     assert lake_files(lake) == sorted(
-        f"{table}/date={day}/part-0.parquet" for table in SESSION_TABLES
+        f"{table}/date={day}/part-{sync_id}.parquet" for table in SESSION_TABLES
     )
 
 

@@ -44,8 +44,8 @@ def cmd_sync(first: str, last: str) -> int:
     with EvoVoiceClient(settings) as client:
         summaries = sync_range(
             client,
-            Lake(str(data / "lake")),
-            Warehouse(data / "warehouse.duckdb"),
+            lake := Lake(str(data / "lake")),
+            Warehouse(data / "warehouse.duckdb", lake),
             date.fromisoformat(first),
             date.fromisoformat(last),
         )
