@@ -13,7 +13,7 @@ FAILPOINTS = (
     "after_first_page",  # while paging
     "after_first_row_group",  # while writing Parquet
     "between_lake_swaps",  # while moving a day's folders into the lake
-    "inside_duckdb_transaction",  # while loading DuckDB
+    "inside_duckdb_transaction",  # while committing a day in DuckDB
     "before_publish",  # after dbt, before the BI copy is replaced
 )
 

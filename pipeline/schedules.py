@@ -24,7 +24,7 @@ sync_job = dg.define_asset_job(
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(evo_sessions),
-    description="Sync a range of days from Evo Voice into the lake and raw tables only.",
+    description="Sync a range of days from Evo Voice into the lake and raw.* only.",
 )
 dbt_job = dg.define_asset_job(
     "dbt_job",

@@ -1,4 +1,4 @@
-"""Flatten API pages into Arrow tables, write the Parquet lake, load the DuckDB warehouse."""
+"""Flatten API pages into Arrow tables, write the Parquet lake, and the DuckDB warehouse over it."""
 
 import os
 

@@ -910,3 +910,41 @@ def test_docs_generate_describes_every_model_and_column(resynced) -> None:
         manifest["nodes"][f"model.evo_voice.{m}"]["description"].startswith("One row per")
         for m in MARTS
     )
+
+
+def test_session_tests_check_only_the_days_being_built(resynced, tmp_path) -> None:
+    """A bad row on a day the marts already hold (same sync) is not read by the daily build's
+    tests; it is found once that day is re-synced, and by a run that tests every day."""
+    incremental, _, _ = resynced
+    data_dir = tmp_path / "data"
+    shutil.copytree(incremental.data_dir, data_dir, ignore=shutil.ignore_patterns("*.wal"))
+    warehouse = data_dir / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "insert into raw.session_members (session_id, member_index, partition_date, "
+            "synced_at) select null, 0, partition_date, synced_at from raw.synced_days "
+            "where partition_date = ?",
+            [DAY1],
+        )
+    env = dbt_env(data_dir)
+    members = ["test", "--select", "stg_evo__session_members"]
+
+    def failed(result: subprocess.CompletedProcess[str]) -> list[str]:
+        results = json.loads((tmp_path / "work" / "target" / "run_results.json").read_text())
+        return sorted(r["unique_id"].split(".")[2] for r in results["results"] if r["failures"])
+
+    scoped = run_dbt(members, tmp_path / "work", env)
+    assert scoped.returncode == 0, scoped.stdout[-4000:]
+    everything = run_dbt([*members, "--vars", "{evo_test_all_days: true}"], tmp_path / "work", env)
+    assert everything.returncode != 0
+    assert failed(everything) == ["not_null_stg_evo__session_members_session_id"]
+
+    with duckdb.connect(str(warehouse)) as con:  # the day is re-synced: its sync is new
+        con.execute(
+            "update raw.synced_days set synced_at = synced_at + interval 1 hour "
+            "where partition_date = ?",
+            [DAY1],
+        )
+    resync = run_dbt(members, tmp_path / "work", env)
+    assert resync.returncode != 0
+    assert failed(resync) == ["not_null_stg_evo__session_members_session_id"]
