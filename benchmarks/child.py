@@ -149,7 +149,7 @@ STEPS = (
     ("drop duplicate copies (_drop_copies)", MAIN, "pipeline.sync", "_drop_copies"),
     ("lake publish (Lake.publish_day)", MAIN, "pipeline.lake.store", "Lake.publish_day"),
     ("Parquet row counts (_file_rows)", MAIN, "pipeline.sync", "_file_rows"),
-    ("DuckDB load (replace_day)", MAIN, "pipeline.sync", "replace_day"),
+    ("DuckDB commit (replace_day)", MAIN, "pipeline.sync", "replace_day"),
     ("HTTP request (EvoVoiceClient._send)", PAGING, "pipeline.evo.client", "EvoVoiceClient._send"),
     (
         "decode page to Arrow (decode_sessions_page)",
