@@ -47,6 +47,8 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 # null members may drop a null "items").
 PAGING_KEYS = frozenset({"hasMorePages", "totalCount", "totalPages"})
 AUTH_HINT = "check EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD"
+# Logins in a row for one request answered 401 (see EvoVoiceClient._exchange).
+MAX_RELOGINS = 3
 # A server that ignores `page` would otherwise be paged forever.
 MAX_PAGES = 1_000_000
 
@@ -352,7 +354,7 @@ class EvoVoiceClient:
             what: human context for error messages, e.g. ``"day 2026-11-28 page 3"``.
 
         Raises:
-            AuthError: a 401 survived a fresh login (or the login itself was refused).
+            AuthError: a 401 survived fresh logins (or the login itself was refused).
             RequestFailed: retries exhausted (the message names path, context and status).
             BadResponse: the body is not a JSON object.
             ClientError: any other 4xx.
@@ -380,19 +382,26 @@ class EvoVoiceClient:
         return self._with_retries(attempt, what=what, path=path)
 
     def _exchange(self, path: str, query: Mapping[str, str], what: str) -> requests.Response:
-        """One GET, logging in again once on a 401."""
-        generation = self._login_generation
-        response = self._send("GET", path, params=query)
-        if response.status_code == 401:
+        """One GET, logging in again on a 401.
+
+        A session can expire again before this request's retry when other threads use it up
+        first, so a 401 is retried after each newer login, up to ``MAX_RELOGINS`` times.
+        """
+        for relogins in itertools.count():
+            generation = self._login_generation
+            response = self._send("GET", path, params=query)
+            if response.status_code != 401:
+                return response
             if self.settings.auth == "basic":
                 raise AuthError(f"Evo Voice answered 401 to Basic auth for {path}: {AUTH_HINT}")
+            if relogins == MAX_RELOGINS:
+                raise AuthError(
+                    f"Evo Voice still answers 401 after {MAX_RELOGINS} fresh logins: {AUTH_HINT}"
+                )
             self.stats.add(relogins=1)
             log.info("401 on %s (%s); logging in again", path, what)
             self._ensure_login(seen_generation=generation)
-            response = self._send("GET", path, params=query)
-            if response.status_code == 401:
-                raise AuthError(f"Evo Voice still answers 401 after a fresh login: {AUTH_HINT}")
-        return response
+        raise AssertionError("unreachable")
 
     def _send(
         self,

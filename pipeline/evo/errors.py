@@ -12,7 +12,7 @@ class ConfigError(EvoVoiceError):
 
 
 class AuthError(EvoVoiceError):
-    """Login failed or the server keeps answering 401 after a fresh login."""
+    """Login failed or the server keeps answering 401 after fresh logins."""
 
 
 class RequestFailed(EvoVoiceError):

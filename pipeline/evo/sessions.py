@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -109,22 +110,35 @@ def iter_window_pages(
     skip a session that existed all along (a repeat is harmless: duplicates are removed
     downstream). Pages are read ahead and retried independently, so their order is not a
     defence; instead the store's ``totalCount`` is asked before and after, and when it
-    changed the store is read again with one request at a time. ``counts_before``: the stores'
-    counts (:func:`count_stores`) when the caller has just asked for them.
+    changed the store is read again with one request at a time, after the other stores.
+    ``counts_before``: the stores' counts (:func:`count_stores`) when the caller has just
+    asked for them. The "after" count is asked as soon as a store's last page is in, while
+    the next store is read, so it costs no round trip of its own.
     """
-    for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days):
-        store = "archive" if archive else "live"
-        label = f"{_label(window)} ({store})"
-        params = session_params(client, window, archive)
-        if counts_before is not None and archive in counts_before:
-            before = counts_before[archive]
-        else:
-            before = client.count(SESSIONS_PATH, params, what=f"{label} count")
-        for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
-            yield archive, page
-        after = client.count(SESSIONS_PATH, params, what=f"{label} count")
-        if after != before:
-            log.info("%s: %s sessions became %s while paging; reading again", label, before, after)
+    stores = stores_to_read(window.first_day, today, client.settings.archive_after_days)
+    before = dict(counts_before or {})
+    if any(archive not in before for archive in stores):
+        before = count_stores(client, window, today=today)
+    with ThreadPoolExecutor(len(stores), thread_name_prefix="evo-count") as counting:
+        after: dict[bool, Future[int | None]] = {}
+        for archive in stores:
+            label, params = _store_label(window, archive), session_params(client, window, archive)
+            for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
+                if page.is_last:
+                    after[archive] = counting.submit(
+                        client.count, SESSIONS_PATH, params, what=f"{label} count"
+                    )
+                yield archive, page
+        for archive in stores:
+            if after[archive].result() == before[archive]:
+                continue
+            label, params = _store_label(window, archive), session_params(client, window, archive)
+            log.info(
+                "%s: %s sessions became %s while paging; reading again",
+                label,
+                before[archive],
+                after[archive].result(),
+            )
             for page in client.iter_pages(
                 SESSIONS_PATH, params, what=label, concurrency=1, decoder=decoder
             ):
@@ -135,13 +149,17 @@ def count_stores(
     client: EvoVoiceClient, window: RequestWindow, *, today: date
 ) -> dict[bool, int | None]:
     """The server's ``totalCount`` for the window's query in each store read (by
-    ``searchArchive``)."""
-    return {
-        archive: client.count(
-            SESSIONS_PATH, session_params(client, window, archive), what=f"{_label(window)} count"
-        )
-        for archive in stores_to_read(window.first_day, today, client.settings.archive_after_days)
-    }
+    ``searchArchive``), asked of the stores at the same time."""
+    stores = stores_to_read(window.first_day, today, client.settings.archive_after_days)
+    label = f"{_label(window)} count"
+
+    def count(archive: bool) -> int | None:
+        return client.count(SESSIONS_PATH, session_params(client, window, archive), what=label)
+
+    if len(stores) == 1:
+        return {stores[0]: count(stores[0])}
+    with ThreadPoolExecutor(len(stores), thread_name_prefix="evo-count") as pool:
+        return dict(zip(stores, pool.map(count, stores), strict=True))
 
 
 def count_window(client: EvoVoiceClient, window: RequestWindow, *, today: date) -> int | None:
@@ -154,6 +172,10 @@ def total_count(counts: Mapping[bool, int | None]) -> int | None:
     if any(count is None for count in counts.values()):
         return None
     return sum(counts.values())
+
+
+def _store_label(window: RequestWindow, archive: bool) -> str:
+    return f"{_label(window)} ({'archive' if archive else 'live'})"
 
 
 def _label(window: RequestWindow) -> str:

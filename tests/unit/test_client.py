@@ -334,13 +334,30 @@ class TestAuth:
         assert client.get_json("/sessions", {}, what="t") == {"items": []}
         assert state["logins"] == 2 and client.stats.relogins == 1
 
-    def test_second_401_raises_auth_error_without_password(self):
-        client, _, _ = make_client(
+    def test_401_after_every_fresh_login_raises_auth_error_without_password(self):
+        client, adapter, _ = make_client(
             lambda r: (200, {}, None) if "/auth" in r.url else (401, b"{}", None)
         )
-        with pytest.raises(AuthError) as caught:
+        with pytest.raises(AuthError, match="after 3 fresh logins") as caught:
             client.get_json("/sessions", {}, what="t")
         assert "EVO_VOICE_USERNAME" in str(caught.value) and PASSWORD not in str(caught.value)
+        assert sum("/auth" in r.url for r in adapter.requests) == 4  # the first login + 3
+
+    def test_a_session_used_up_by_other_threads_before_the_retry_is_logged_into_again(self):
+        """With several threads on one session, a fresh session can expire again before this
+        request's retry: each newer login earns another try."""
+        state = {"logins": 0, "calls": 0}
+
+        def handler(request):
+            if "/auth/credentials" in request.url:
+                state["logins"] += 1
+                return (200, {}, {"Set-Cookie": f"ss-id=s{state['logins']}; path=/"})
+            state["calls"] += 1
+            return (401, b"{}", None) if state["calls"] <= 2 else (200, {"items": []}, None)
+
+        client, _, _ = make_client(handler)
+        assert client.get_json("/sessions", {}, what="t") == {"items": []}
+        assert state["logins"] == 3 and client.stats.relogins == 2
 
     def test_login_401_names_settings(self):
         client, _, _ = make_client(page_handler([], login_status=401))
