@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.evo.client import EvoVoiceClient, Page
@@ -86,6 +87,9 @@ class _Copies:
         stored = _concat(self.stored, _COPY_KEYS)
         unstored = _concat(self.unstored, _UNSTORED_KEYS)
         self.stored, self.unstored = [], []
+        ids = stored["session_id"]
+        if pc.count_distinct(ids, mode="all").as_py() == len(ids):
+            return {}, _distinct_per_store(stored, unstored)  # no copies: no DuckDB needed
         con = duckdb.connect(config=RESOLVE_CONFIG)
         try:
             con.register("stored", stored)
@@ -111,6 +115,20 @@ class _Copies:
         finally:
             con.close()
         return {day: ordinals for day, ordinals in rows}, int(distinct)
+
+
+def _distinct_per_store(stored: pa.Table, unstored: pa.Table) -> int:
+    """Distinct non-empty ids per store, summed (what the DuckDB query in ``resolve`` counts)."""
+    total = 0
+    for archive in (False, True):
+        chunks = [
+            chunk
+            for table in (stored, unstored)
+            for chunk in table.filter(pc.equal(table["archive"], archive))["session_id"].chunks
+        ]
+        ids = pa.chunked_array(chunks, pa.string())
+        total += pc.count_distinct(ids.filter(pc.not_equal(ids, ""))).as_py()
+    return total
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -14,6 +14,7 @@ of failing with lock errors.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -250,10 +251,37 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{table} ({columns})")
     con.execute(SYNCED_DAYS_DDL)
     _keep_legacy_tables(con)
-    # Re-created on every open: the lake may have moved since (its path is in the views).
+    # Checked on every open: the lake may have moved since (its path is in the views).
+    current = _view_tags(con)
     for table in SESSION_RAW_TABLES:
         sql = _view_sql(table, lake) if lake.has_files(table) else _empty_view_sql(table)
-        con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS {sql}")
+        _ensure_view(con, table, sql, current)
+
+
+def _ensure_view(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, current: dict[str, str]
+) -> None:
+    """(Re)create ``raw.<table>`` unless it already has this definition: its comment carries
+    a hash of it, so an unchanged warehouse is not written to (nor checkpointed) on open."""
+    tag = f"Rows of the lake files of the syncs raw.synced_days names [{_digest(sql)}]"
+    if current.get(table) == tag:
+        return
+    con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS {sql}")
+    con.execute(f"COMMENT ON VIEW raw.{table} IS '{tag}'")
+
+
+def _digest(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+
+def _view_tags(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(
+        con.execute(
+            "SELECT view_name, comment FROM duckdb_views() WHERE database_name = "
+            "current_database() AND schema_name = 'raw' AND view_name IN ?",
+            [list(SESSION_RAW_TABLES)],
+        ).fetchall()
+    )
 
 
 def _keep_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -280,8 +308,9 @@ def replace_day(con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary)
     day = summary.partition_date
     con.execute("BEGIN")
     try:
-        for table in _empty_views(con):
-            con.execute(f"CREATE OR REPLACE VIEW raw.{table} AS {_view_sql(table, lake)}")
+        current = _view_tags(con)
+        for table in SESSION_RAW_TABLES:  # the first day published: the views get files
+            _ensure_view(con, table, _view_sql(table, lake), current)
         failpoint("inside_duckdb_transaction")
         row = summary.as_row()
         con.execute("DELETE FROM raw.synced_days WHERE partition_date = ?", [day])
@@ -294,15 +323,3 @@ def replace_day(con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary)
     except BaseException:
         con.execute("ROLLBACK")
         raise
-
-
-def _empty_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The session views still without files (before the first day was published)."""
-    return [
-        row[0]
-        for row in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() "
-            "AND schema_name = 'raw' AND view_name IN ? AND sql NOT LIKE '%read_parquet%'",
-            [list(SESSION_RAW_TABLES)],
-        ).fetchall()
-    ]
