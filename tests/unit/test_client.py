@@ -319,17 +319,24 @@ class TestEnvironment:
             assert "Authorization" not in prepared.headers
 
 
+def expiring_session(unauthorized: int):
+    """A server whose first ``unauthorized`` data requests answer 401, whatever the session;
+    returns the handler and its counts of logins and data requests."""
+    state = {"logins": 0, "calls": 0}
+
+    def handler(request):
+        if "/auth/credentials" in request.url:
+            state["logins"] += 1
+            return (200, {}, {"Set-Cookie": f"ss-id=s{state['logins']}; path=/"})
+        state["calls"] += 1
+        return (401, b"{}", None) if state["calls"] <= unauthorized else (200, {"items": []}, None)
+
+    return handler, state
+
+
 class TestAuth:
     def test_relogin_once_on_401_mid_run(self):
-        state = {"logins": 0, "calls": 0}
-
-        def handler(request):
-            if "/auth/credentials" in request.url:
-                state["logins"] += 1
-                return (200, {}, {"Set-Cookie": f"ss-id=s{state['logins']}; path=/"})
-            state["calls"] += 1
-            return (401, b"{}", None) if state["calls"] == 1 else (200, {"items": []}, None)
-
+        handler, state = expiring_session(1)
         client, _, _ = make_client(handler)
         assert client.get_json("/sessions", {}, what="t") == {"items": []}
         assert state["logins"] == 2 and client.stats.relogins == 1
@@ -346,15 +353,7 @@ class TestAuth:
     def test_a_session_used_up_by_other_threads_before_the_retry_is_logged_into_again(self):
         """With several threads on one session, a fresh session can expire again before this
         request's retry: each newer login earns another try."""
-        state = {"logins": 0, "calls": 0}
-
-        def handler(request):
-            if "/auth/credentials" in request.url:
-                state["logins"] += 1
-                return (200, {}, {"Set-Cookie": f"ss-id=s{state['logins']}; path=/"})
-            state["calls"] += 1
-            return (401, b"{}", None) if state["calls"] <= 2 else (200, {"items": []}, None)
-
+        handler, state = expiring_session(2)
         client, _, _ = make_client(handler)
         assert client.get_json("/sessions", {}, what="t") == {"items": []}
         assert state["logins"] == 3 and client.stats.relogins == 2
