@@ -41,6 +41,10 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 ABANDONED_AFTER = timedelta(hours=6)
 # The one file a sync stages per table and day.
 STAGED_FILE = "part-0.parquet"
+# Where syncs before the per-sync files kept the day folders they replaced, and the marker of
+# a folder that did not exist (see Lake._recover_legacy_trash).
+LEGACY_TRASH = "_trash"
+LEGACY_ABSENT = ".absent"
 
 
 class Lake:
@@ -130,8 +134,10 @@ class Lake:
         self._forget(sync_id, day)
 
     def has_pending(self) -> bool:
-        selector = pafs.FileSelector(f"{self.root}/_pending", allow_not_found=True)
-        return bool(self.fs.get_file_info(selector))
+        return any(
+            self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{name}", allow_not_found=True))
+            for name in ("_pending", LEGACY_TRASH)
+        )
 
     def recover(self, committed: Callable[[date, str], bool]) -> int:
         """Finish the publishes of syncs that died: keep a day the warehouse committed (by that
@@ -155,6 +161,34 @@ class Lake:
                     rolled_back += 1
             with contextlib.suppress(FileNotFoundError, OSError):
                 self.fs.delete_dir(sync.path)
+        return rolled_back + self._recover_legacy_trash(committed)
+
+    def _recover_legacy_trash(self, committed: Callable[[date, str], bool]) -> int:
+        """What a sync of the previous layout left when it died: it swapped whole day folders
+        and kept the replaced ones in ``_trash/<sync>/<table>/date=D`` (``date=D.absent`` where
+        there was none). Put back a day the warehouse did not commit; drop the rest."""
+        rolled_back = 0
+        trash = pafs.FileSelector(f"{self.root}/{LEGACY_TRASH}", allow_not_found=True)
+        for sync in self.fs.get_file_info(trash):
+            entries = self.fs.get_file_info(pafs.FileSelector(sync.path, recursive=True))
+            kept: dict[date, list[tuple[str, pafs.FileInfo]]] = defaultdict(list)
+            for info in entries:
+                name = info.base_name.removesuffix(LEGACY_ABSENT)
+                if name.startswith("date=") and info.path.count("/") == sync.path.count("/") + 2:
+                    table = info.path.rsplit("/", 2)[1]
+                    kept[date.fromisoformat(name.removeprefix("date="))].append((table, info))
+            for day, tables in sorted(kept.items()):
+                if committed(day, sync.base_name):
+                    continue
+                for table, info in tables:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.delete_dir(self.day_dir(table, day))
+                    if not info.base_name.endswith(LEGACY_ABSENT):
+                        self.fs.move(info.path, self.day_dir(table, day))
+                rolled_back += 1
+            self.fs.delete_dir(sync.path)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.delete_dir(f"{self.root}/{LEGACY_TRASH}")
         return rolled_back
 
     def _day_files(self, table: str, day: date) -> list[pafs.FileInfo]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -14,7 +15,7 @@ import pytest
 from pipeline.emulator import run_emulator
 from pipeline.lake.store import Lake
 from pipeline.lake.warehouse import LEGACY_SCHEMA, SESSION_RAW_TABLES, Warehouse, replace_day
-from pipeline.sync import new_sync_id, sync_range
+from pipeline.sync import new_sync_id, recover, sync_range
 from tests.conftest import NOW, make_client
 from tests.reliability.helpers import emulator_config
 
@@ -120,3 +121,35 @@ def test_a_warehouse_from_before_the_views_keeps_its_tables_aside(lake, warehous
         assert kinds == [("VIEW",)]
         kept = con.execute(f"SELECT session_id, sync_id FROM {LEGACY_SCHEMA}.sessions").fetchall()
     assert set(kept) == rows == sessions_of(warehouse)
+
+
+def test_a_sync_of_the_previous_layout_that_died_is_put_back(lake, warehouse, emulator):
+    """The previous layout swapped whole day folders and kept the replaced ones in
+    ``_trash/<sync>``: recovery still puts them back for a sync the warehouse never committed."""
+    with make_client(emulator) as client:
+        sync_range(client, lake, warehouse, DAYS[0], DAYS[0])
+    before = sessions_of(warehouse)
+    root, dead = Path(lake.root), "20261128T000000Z-deadbeef"
+
+    def dead_sync_folder(table: str, day, rows: pa.Table) -> None:
+        folder = root / table / f"date={day}"
+        folder.mkdir(parents=True)
+        rows = rows.set_column(
+            rows.schema.get_field_index("sync_id"), "sync_id", pa.array([dead] * len(rows))
+        )
+        pq.write_table(rows, folder / "part-0.parquet")
+
+    # Died between two swaps of DAYS[0]: sessions swapped, the other tables not yet.
+    kept = root / "_trash" / dead / "sessions" / f"date={DAYS[0]}"
+    kept.parent.mkdir(parents=True)
+    shutil.move(root / "sessions" / f"date={DAYS[0]}", kept)
+    dead_sync_folder("sessions", DAYS[0], pq.read_table(next(kept.glob("*.parquet"))))
+    # ... after publishing DAYS[1], a day the lake did not have.
+    (root / "_trash" / dead / "sessions" / f"date={DAYS[1]}.absent").touch()
+    dead_sync_folder("sessions", DAYS[1], pq.read_table(next(kept.glob("*.parquet"))))
+    assert sessions_of(warehouse) == set()  # the dead sync's rows never show
+
+    assert recover(lake, warehouse) == 2
+    assert sessions_of(warehouse) == before
+    assert not (root / "_trash").exists()
+    assert not (root / "sessions" / f"date={DAYS[1]}").exists()
