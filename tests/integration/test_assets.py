@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -253,3 +254,26 @@ def test_days_per_fetch_setting(monkeypatch):
     monkeypatch.setenv("EVO_SYNC_DAYS_PER_FETCH", "-1")
     with pytest.raises(ValueError, match="negative"):
         config.days_per_fetch()
+
+
+def test_a_session_id_also_on_a_neighbouring_day_fails_the_duplicate_check(emulator, tmp_path):
+    neighbour = DAY - timedelta(days=1)
+    for day in (neighbour, DAY):
+        assert materialize_day(emulator, tmp_path, day).success
+    # The neighbour's lake file gains a copy of one of DAY's sessions (as if a new time zone
+    # had moved it there), under the neighbour's committed sync.
+    lake = tmp_path / "lake" / "sessions"
+    (theirs,) = (lake / f"date={neighbour}").glob("*.parquet")
+    (ours,) = (lake / f"date={DAY}").glob("*.parquet")
+    moved = pq.read_table(ours).slice(0, 1)
+    rows = pq.read_table(theirs)
+    moved = moved.set_column(
+        moved.schema.get_field_index("sync_id"), "sync_id", rows.column("sync_id").slice(0, 1)
+    )
+    pq.write_table(pa.concat_tables([rows, moved.cast(rows.schema)]), theirs)
+
+    result = materialize_day(emulator, tmp_path, DAY)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    duplicate = checks["no_duplicate_session_ids"]
+    assert not duplicate.passed
+    assert duplicate.metadata["duplicated_ids"].value == [moved.column("session_id")[0].as_py()]
