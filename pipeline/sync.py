@@ -31,7 +31,13 @@ from pipeline.lake import schemas
 from pipeline.lake.decode import decode_sessions_page, to_wire
 from pipeline.lake.flatten import FlatPage, PageStats, SyncContext, flatten_columnar, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, STAGED_FILE, Lake, RangeWriter
-from pipeline.lake.warehouse import DaySummary, Warehouse, replace_day
+from pipeline.lake.warehouse import (
+    DaySummary,
+    Warehouse,
+    day_sync_id,
+    ensure_raw_schema,
+    replace_day,
+)
 
 log = logging.getLogger(__name__)
 
@@ -296,11 +302,10 @@ def recover(lake: Lake, warehouse: Warehouse) -> int:
     how many days were rolled back."""
     if not lake.has_pending():
         return 0
-    with warehouse.exclusive():
-        rolled_back = lake.recover(lambda day, sync_id: warehouse.day_sync_id(day) == sync_id)
+    with warehouse.writer() as con:  # its lock: no live publish is in flight
+        rolled_back = lake.recover(lambda day, sync_id: day_sync_id(con, day) == sync_id)
         if rolled_back:
-            with warehouse.writer():  # re-points the raw views: a table may have no file left
-                pass
+            ensure_raw_schema(con, lake)  # re-point the views: a table may have no file left
     return rolled_back
 
 

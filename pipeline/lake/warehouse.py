@@ -214,14 +214,6 @@ class Warehouse:
             finally:
                 con.close()
 
-    def day_sync_id(self, day: date) -> str | None:
-        """The sync whose rows of ``day`` the warehouse holds, if any."""
-        with self.writer() as con:
-            row = con.execute(
-                "SELECT sync_id FROM raw.synced_days WHERE partition_date = ?", [day]
-            ).fetchone()
-        return row[0] if row else None
-
     def replace_accounts(self, accounts: pa.Table, items: pa.Table) -> None:
         with self.writer() as con:
             con.execute("BEGIN")
@@ -301,6 +293,14 @@ def _keep_legacy_tables(con: duckdb.DuckDBPyConnection) -> None:
     for table in legacy:
         con.execute(f"CREATE TABLE {LEGACY_SCHEMA}.{table} AS SELECT * FROM raw.{table}")
         con.execute(f"DROP TABLE raw.{table}")
+
+
+def day_sync_id(con: duckdb.DuckDBPyConnection, day: date) -> str | None:
+    """The sync whose rows of ``day`` the warehouse shows, if any."""
+    row = con.execute(
+        "SELECT sync_id FROM raw.synced_days WHERE partition_date = ?", [day]
+    ).fetchone()
+    return row[0] if row else None
 
 
 def replace_day(con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary) -> None:
