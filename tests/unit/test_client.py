@@ -3,6 +3,7 @@ bad bodies, and that errors never carry the password."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from typing import ClassVar
 from urllib.parse import parse_qsl, urlparse
 
 import pytest
@@ -334,7 +336,64 @@ def expiring_session(unauthorized: int):
     return handler, state
 
 
+class CookieServer(http.server.BaseHTTPRequestHandler):
+    """Logs in with ``ss-id=s<n>``; the 2nd GET also sets ``theme=dark``; the 4th GET answers
+    401 (the session expired). Records the Cookie header of every GET."""
+
+    logins = 0
+    gets: ClassVar[list[str]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status: int, cookie: str | None = None) -> None:
+        body = json.dumps({"items": []}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if cookie:
+            self.send_header("Set-Cookie", cookie + "; path=/")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).logins += 1
+        self.answer(200, f"ss-id=s{self.logins}")
+
+    def do_GET(self):
+        self.gets.append(self.headers.get("Cookie", ""))
+        number = len(self.gets)
+        self.answer(401 if number == 4 else 200, "theme=dark" if number == 2 else None)
+
+
 class TestAuth:
+    def test_every_get_carries_the_cookies_set_so_far(self):
+        """Over a real socket: GETs reuse prepared headers, yet a cookie set by any response,
+        and the session of a fresh login, go out with the next request."""
+        CookieServer.logins, CookieServer.gets = 0, []
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CookieServer)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            settings = EvoVoiceSettings(
+                base_url=f"http://127.0.0.1:{server.server_address[1]}",
+                username="ops@example.com",
+                password=PASSWORD,
+            )
+            with EvoVoiceClient(settings, seed=1) as client:
+                for _ in range(4):  # the 4th is answered 401, logged into again and retried
+                    client.get_json("/sessions", {}, what="t")
+        finally:
+            server.shutdown()
+            server.server_close()
+        first, second, third, expired, retried = CookieServer.gets
+        assert first == second == "ss-id=s1"
+        assert (
+            sorted(third.split("; ")) == sorted(expired.split("; ")) == ["ss-id=s1", "theme=dark"]
+        )
+        assert sorted(retried.split("; ")) == ["ss-id=s2", "theme=dark"]
+
     def test_relogin_once_on_401_mid_run(self):
         handler, state = expiring_session(1)
         client, _, _ = make_client(handler)
