@@ -192,6 +192,7 @@ def sync_range(
     stats = PageStats()
     ordinal = 0
     batch: list[Page] = []
+    batch_rows = 0
 
     def stage(flat: FlatPage, archive: bool, all_ids: pa.Array | None = None) -> None:
         copies.add(flat, archive, all_ids)
@@ -210,11 +211,12 @@ def sync_range(
         stage(flat, archive, pa.array([_item_id(i) for i in items], pa.string()))
 
     def flush(archive: bool) -> None:
-        nonlocal ordinal
+        nonlocal ordinal, batch_rows
         if not batch:
             return
         pages = list(batch)
         batch.clear()
+        batch_rows = 0
         sessions = to_wire([p.columns for p in pages])
         numbers = pa.array(np.repeat([p.number for p in pages], [p.count for p in pages]))
         flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
@@ -246,7 +248,8 @@ def sync_range(
                     ahead.start()  # the last page is on its way: open the warehouse meanwhile
                 if page.columns is not None:
                     batch.append(page)
-                    if sum(p.count for p in batch) >= FLATTEN_BATCH_ROWS:
+                    batch_rows += page.count
+                    if batch_rows >= FLATTEN_BATCH_ROWS:
                         flush(archive)
                     continue
                 flush(archive)

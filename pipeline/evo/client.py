@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import requests
@@ -287,6 +288,7 @@ class EvoVoiceClient:
         self._login_lock = threading.Lock()
         self._login_generation = 0
         self._get_template: requests.PreparedRequest | None = None
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._logged_in = False
         if settings.auth == "basic":
             token = f"{settings.username}:{settings.password.get_secret_value()}"
@@ -472,9 +474,24 @@ class EvoVoiceClient:
         prepared.headers = template.headers.copy()
         prepared._cookies = template._cookies
         prepared.hooks = template.hooks
-        prepared.prepare_url(self.settings.base_url + path, params)
+        prepared.url = self._page_url(path, params or {})
         prepared.prepare_body(None, None)
         return prepared
+
+    def _page_url(self, path: str, params: Mapping[str, str]) -> str:
+        """The URL requests would build, with the query of a list's pages encoded once:
+        requests parses and re-quotes the whole URL for every request (5% of a sync's CPU)."""
+        rest = tuple((key, value) for key, value in params.items() if key != "page")
+        url = self._urls.get((path, rest))
+        if url is None:
+            if len(self._urls) >= 256:  # one per list and store read: a backfill reads many
+                self._urls.clear()
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(self.settings.base_url + path, dict(rest))
+            url = self._urls[(path, rest)] = prepared.url
+        if "page" not in params:
+            return url
+        return url + ("&" if "?" in url else "?") + urlencode({"page": params["page"]})
 
     def _decode(
         self,

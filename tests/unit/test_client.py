@@ -139,6 +139,26 @@ class TestPaging:
         assert "page=0" in url and "simplifiedPaging=true" in url
         assert "countPerPage=100" in url and "accountIds=a%2Cb" in url
 
+    def test_page_urls_carry_what_requests_would_encode(self):
+        """The query of a list is encoded once and each page appends its number: the same
+        parameters and values as requests' own encoding, whatever the characters."""
+        client, _, _ = make_client(page_handler([]))
+        params = {
+            "startDate": "2026-11-27",
+            "accountIds": "AC1,AC 2,é&x=1",
+            "from": "+1 (555) 010-9999",
+            "simplifiedPaging": "true",
+        }
+        for page in ("0", "7"):
+            url = client._page_url("/sessions", {**params, "page": page})
+            reference = requests.PreparedRequest()
+            reference.prepare_url("http://evo.test/sessions", {**params, "page": page})
+            assert urlparse(url).path == "/sessions"
+            assert sorted(parse_qsl(urlparse(url).query)) == sorted(
+                parse_qsl(urlparse(reference.url).query)
+            )
+            assert dict(parse_qsl(urlparse(url).query)) == {**params, "page": page}
+
     def test_server_ignoring_page_parameter_is_detected(self):
         same = {"items": items("a", "b"), "hasMorePages": True}
         client, _, _ = make_client(page_handler([same] * 5))
