@@ -253,10 +253,13 @@ class RangeWriter:
         return f"{self.lake.staging_dir(self.sync_id)}/{table}/date={day.isoformat()}"
 
     def write(self, flat: FlatPage) -> None:
+        earliest: date | None = None
         for table_name, table in flat.tables.items():
             if table.num_rows == 0:
                 continue
             days = pc.unique(table["partition_date"]).to_pylist()
+            if table_name == "sessions":
+                earliest = min(days)
             for day in days:
                 part = (
                     table
@@ -266,6 +269,20 @@ class RangeWriter:
                     )
                 )
                 self._append(table_name, day, part)
+        if earliest is not None:
+            self._write_out_days_before(earliest)
+
+    def _write_out_days_before(self, day: date) -> None:
+        """Write out what is buffered for the days before ``day``.
+
+        Pages are asked for sorted by ``dateCreated``: once a batch holds no session before
+        ``day``, the earlier days' rows are most likely all in, and compressing them now, while
+        pages are still arriving, takes that work off the end of the sync. Nothing relies on the
+        order: a row that still comes for such a day is written as one more row group.
+        """
+        for (table_name, buffered_day), buffer in self._buffers.items():
+            if buffered_day < day and buffer.tables:
+                self._flush(table_name, buffered_day, buffer)
 
     def _append(self, table_name: str, day: date, part: pa.Table) -> None:
         buffer = self._buffers[(table_name, day)]

@@ -1,0 +1,45 @@
+"""RangeWriter: a day's rows are written out once the (sorted) pages have moved past it, and
+rows that still come for it afterwards are kept all the same."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+
+from pipeline.lake.flatten import flatten_page
+from pipeline.lake.store import STAGED_FILE, Lake, RangeWriter
+from tests.unit.test_flatten import DAY, ctx, make_session
+
+NEXT_DAY = DAY + timedelta(days=1)
+
+
+def page(rng: random.Random, day, numbers: range, first_ordinal: int):
+    items = [make_session(rng, n, day) for n in numbers]
+    return flatten_page(
+        items, page=0, search_archive=False, first_ordinal=first_ordinal, ctx=ctx(last=NEXT_DAY)
+    )
+
+
+def buffered_rows(writer: RangeWriter, day) -> int:
+    return sum(b.rows for (_, d), b in writer._buffers.items() if d == day)
+
+
+def test_a_day_is_written_out_once_the_pages_move_past_it(tmp_path):
+    rng = random.Random(3)
+    writer = RangeWriter(Lake(str(tmp_path)), "sync1", [DAY, NEXT_DAY])
+    writer.write(page(rng, DAY, range(50), 0))
+    writer.write(page(rng, DAY, range(50, 80), 50))
+    assert buffered_rows(writer, DAY) > 0  # still the day being read: kept for one row group
+
+    writer.write(page(rng, NEXT_DAY, range(80, 120), 80))
+    assert buffered_rows(writer, DAY) == 0  # the pages moved on: written out
+    assert buffered_rows(writer, NEXT_DAY) > 0
+
+    writer.write(page(rng, DAY, range(120, 125), 120))  # the server did not keep to the order
+    staged = writer.finish()
+    sessions = pq.ParquetFile(f"{staged[DAY]['sessions']}/{STAGED_FILE}")
+    assert sessions.metadata.num_rows == 85
+    assert sessions.metadata.num_row_groups == 2  # the late rows are one more row group
+    assert pq.read_table(f"{staged[NEXT_DAY]['sessions']}/{STAGED_FILE}").num_rows == 40
