@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import ClassVar
@@ -458,9 +459,9 @@ class TestAuth:
 
 
 def wait_until_parked(threads: list[threading.Thread], timeout: float = 5.0) -> None:
-    """Until every thread is blocked in a ``threading`` wait. ``Condition.wait_for`` checks its
-    predicate before it parks, so a parked waiter has seen the state as it was and relies on
-    being notified of any change. (No event can say "parked", hence the short polling.)"""
+    """Until every thread is blocked in a ``threading`` wait. A waiter checks the state under
+    the slots' lock before it parks, so a parked waiter has seen the state as it was and relies
+    on being woken by any change. (No event can say "parked", hence the short polling.)"""
     deadline = time.monotonic() + timeout
     while True:
         frames = sys._current_frames()
@@ -535,6 +536,51 @@ class TestRequestSlots:
         assert errors == []
         assert sorted(entered) == list(range(pages))
         assert active == [0, limit]
+
+    def test_a_freed_slot_wakes_only_the_page_that_may_start(self, monkeypatch):
+        """No thundering herd: of the pages waiting, only those that may start are woken; the
+        others stay parked (each wake-up costs a GIL hand-off while pages are coming)."""
+        wakeups: Counter[str] = Counter()
+
+        class CountingEvent(threading.Event):
+            def wait(self, timeout=None):
+                woke = super().wait(timeout)
+                wakeups[threading.current_thread().name] += 1
+                return woke
+
+        monkeypatch.setattr(threading, "Event", CountingEvent)
+        slots = RequestSlots(1)
+        entered: list[int] = []
+        waiters = [
+            threading.Thread(
+                target=self._enter, args=(slots, n, entered), name=f"page {n}", daemon=True
+            )
+            for n in range(1, 6)
+        ]
+        with slots.hold(0):
+            for thread in waiters:
+                thread.start()
+            wait_until_parked(waiters)
+        slots.finished(0, last=False)
+        waiters[0].join(5)
+        waiters[1].join(5)  # page 1 in and out; page 2 then fits (one past page 0, decoded)
+        assert entered == [1, 2]
+        wait_until_parked(waiters[2:])
+        # Pages 3-5 need page 1 decoded: through four changes of state, none was woken.
+        assert [wakeups[f"page {n}"] for n in (3, 4, 5)] == [0, 0, 0]
+        slots.close()
+        for thread in waiters:
+            thread.join(5)
+        assert not any(t.is_alive() for t in waiters)
+        assert [wakeups[f"page {n}"] for n in (3, 4, 5)] == [1, 1, 1]  # closed: told to stop
+
+    @staticmethod
+    def _enter(slots: RequestSlots, number: int, entered: list[int]) -> None:
+        try:
+            with slots.hold(number):
+                entered.append(number)
+        except PagingStopped:
+            pass
 
     def test_close_releases_waiters_with_paging_stopped(self):
         slots = RequestSlots(1)
