@@ -227,72 +227,61 @@ def sync_range(
         ordinal += len(sessions)
         stage(flat, archive)
 
-    expected_pages = _expected_pages(store_counts, client.settings.page_size)
-    pages_ahead = client.pages_ahead()
-    pages_seen = 0
-    with warehouse.writer_ahead() as ahead:
-        try:
-            current_store = False
-            for archive, page in iter_window_pages(
-                client,
-                window,
-                today=today,
-                decoder=decode_sessions_page,
-                counts_before=store_counts,
-            ):
-                if archive != current_store:
-                    flush(current_store)
-                    current_store = archive
-                pages_seen += 1
-                if expected_pages is not None and pages_seen >= expected_pages - pages_ahead:
-                    ahead.start()  # the last page is on its way: open the warehouse meanwhile
-                if page.columns is not None:
-                    batch.append(page)
-                    batch_rows += page.count
-                    if batch_rows >= FLATTEN_BATCH_ROWS:
-                        flush(archive)
-                    continue
-                flush(archive)
-                stage_items(page.items, page.number, archive)
-            flush(current_store)
-            staged = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        losers, window_distinct = copies.resolve()
+    try:
+        current_store = False
+        for archive, page in iter_window_pages(
+            client, window, today=today, decoder=decode_sessions_page, counts_before=store_counts
+        ):
+            if archive != current_store:
+                flush(current_store)
+                current_store = archive
+            if page.columns is not None:
+                batch.append(page)
+                batch_rows += page.count
+                if batch_rows >= FLATTEN_BATCH_ROWS:
+                    flush(archive)
+                continue
+            flush(archive)
+            stage_items(page.items, page.number, archive)
+        flush(current_store)
+        staged = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    losers, window_distinct = copies.resolve()
 
-        def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
-            return DaySummary(
-                partition_date=day,
-                sync_id=ctx.sync_id,
-                synced_at=now,
-                sessions=writer.rows[("sessions", day)] - removed,
-                members=_file_rows(lake, files["session_members"]),
-                log_rows=_file_rows(lake, files["session_log"]),
-                breadcrumbs=_file_rows(lake, files["session_breadcrumbs"]),
-                rejected=writer.rows[("rejected_sessions", day)],
-                pages=client.stats.pages - pages_before,
-                retries=client.stats.retries - retries_before,
-                duplicates_removed=removed,
-                outside_window=stats.outside_window,
-                window_first_day=first_day,
-                window_last_day=last_day,
-                window_distinct_sessions=window_distinct,
-                server_total_count=server_total,
-                complete=None if server_total is None else window_distinct >= server_total,
-                unknown_fields=dict(stats.unknown_fields),
-                unknown_enum_values=dict(stats.unknown_enum_values),
-            )
+    def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
+        return DaySummary(
+            partition_date=day,
+            sync_id=ctx.sync_id,
+            synced_at=now,
+            sessions=writer.rows[("sessions", day)] - removed,
+            members=_file_rows(lake, files["session_members"]),
+            log_rows=_file_rows(lake, files["session_log"]),
+            breadcrumbs=_file_rows(lake, files["session_breadcrumbs"]),
+            rejected=writer.rows[("rejected_sessions", day)],
+            pages=client.stats.pages - pages_before,
+            retries=client.stats.retries - retries_before,
+            duplicates_removed=removed,
+            outside_window=stats.outside_window,
+            window_first_day=first_day,
+            window_last_day=last_day,
+            window_distinct_sessions=window_distinct,
+            server_total_count=server_total,
+            complete=None if server_total is None else window_distinct >= server_total,
+            unknown_fields=dict(stats.unknown_fields),
+            unknown_enum_values=dict(stats.unknown_enum_values),
+        )
 
-        summaries = []
-        try:
-            for day in days:
-                if losers.get(day):
-                    _drop_copies(lake, staged[day], losers[day])
-            # A day's files and its raw.synced_days row change together: under the writer lock (one
-            # connection for the window's days, each day its own transaction), undone here on
-            # failure, and by Lake.recover if the process dies midway.
-            con = ahead.connection()
+    summaries = []
+    try:
+        for day in days:
+            if losers.get(day):
+                _drop_copies(lake, staged[day], losers[day])
+        # A day's files and its raw.synced_days row change together: under the writer lock (one
+        # connection for the window's days, each day its own transaction), undone here on
+        # failure, and by Lake.recover if the process dies midway.
+        with warehouse.writer() as con:
             for day in days:
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
@@ -305,17 +294,9 @@ def sync_range(
                 summaries.append(summary)
                 if on_day is not None:
                     on_day(summary)
-        finally:
-            lake.discard(ctx.sync_id)
+    finally:
+        lake.discard(ctx.sync_id)
     return summaries
-
-
-def _expected_pages(counts: dict[bool, int | None], page_size: int) -> int | None:
-    """How many pages the stores' counts promise (give or take the last one of each store), or
-    None if a store did not say."""
-    if any(count is None for count in counts.values()):
-        return None
-    return sum(count // page_size + 1 for count in counts.values())
 
 
 def recover(lake: Lake, warehouse: Warehouse) -> int:

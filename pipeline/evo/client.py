@@ -685,7 +685,7 @@ class EvoVoiceClient:
         """
         workers = max(1, concurrency or self.settings.concurrency)
         slots = RequestSlots(workers)
-        ahead = self.pages_ahead(workers)
+        ahead = 4 * workers  # pages fetched or decoded ahead of the caller: bounded memory
         with ThreadPoolExecutor(ahead, thread_name_prefix="evo-page") as pool:
             pending: dict[int, Future[Page]] = {}
             next_number = 0
@@ -720,11 +720,6 @@ class EvoVoiceClient:
                 slots.close()
                 for future in pending.values():
                     future.cancel()
-
-    def pages_ahead(self, concurrency: int | None = None) -> int:
-        """How many pages :meth:`iter_pages` fetches or decodes ahead of its caller (bounded
-        memory): when the caller reaches page N, pages up to N + this have been asked for."""
-        return 4 * max(1, concurrency or self.settings.concurrency)
 
     def count(self, path: str, params: Mapping[str, Any], *, what: str) -> int | None:
         """The server's ``totalCount`` for a query (one tiny request without simplified paging)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,8 +35,6 @@ ROW_GROUP_ROWS = 32_000
 # Rows buffered for the next row groups, over every (table, day) of a sync: past this, the
 # biggest buffers are written out early, so a window of many days stays as small as one day.
 BUFFERED_BYTES = 24 * 2**20
-# Files a sync closes at once when it ends (one per core here).
-FINISH_THREADS = 2
 # zstd level 1: on session pages as small as level 3 (within 2%), written ~35% faster.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
@@ -302,11 +299,6 @@ class RangeWriter:
             self._flush(name, biggest_day, biggest)
 
     def _flush(self, table_name: str, day: date, buffer: _Buffer) -> None:
-        self._buffered_bytes -= buffer.nbytes
-        self._write(table_name, day, buffer)
-
-    def _write(self, table_name: str, day: date, buffer: _Buffer) -> None:
-        """Write the buffer out as row groups (opening the file first); touches only it."""
         if buffer.writer is None:
             directory = self.staged_dir(table_name, day)
             self.lake.fs.create_dir(directory, recursive=True)
@@ -323,33 +315,21 @@ class RangeWriter:
             failpoint("after_first_row_group")
         buffer.tables.clear()
         buffer.rows = 0
+        self._buffered_bytes -= buffer.nbytes
         buffer.nbytes = 0
 
     def finish(self) -> dict[date, dict[str, str]]:
-        """Close every file (empty days get empty files) and return the staged folders.
-
-        The files are written two at a time: what is still buffered is most of a small day, and
-        compressing it is the bulk of a sync's work after its last page (Arrow releases the
-        GIL while it compresses)."""
-        buffers = {
-            (table_name, day): self._buffers[(table_name, day)]
-            for day in self.days
-            for table_name in SESSION_TABLES
-        }
-
-        def close(key: tuple[str, date]) -> None:
-            buffer = buffers[key]
-            self._write(*key, buffer)
-            buffer.writer.close()
-
-        with ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="evo-parquet") as pool:
-            for _ in pool.map(close, buffers):
-                pass
+        """Close every file (empty days get empty files) and return the staged folders."""
+        staged: dict[date, dict[str, str]] = {}
+        for day in self.days:
+            staged[day] = {}
+            for table_name in SESSION_TABLES:
+                buffer = self._buffers[(table_name, day)]
+                self._flush(table_name, day, buffer)
+                buffer.writer.close()
+                staged[day][table_name] = self.staged_dir(table_name, day)
         self._buffers.clear()
-        self._buffered_bytes = 0
-        return {
-            day: {name: self.staged_dir(name, day) for name in SESSION_TABLES} for day in self.days
-        }
+        return staged
 
     def abort(self) -> None:
         for buffer in self._buffers.values():

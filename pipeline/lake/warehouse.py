@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
@@ -196,31 +195,13 @@ class Warehouse:
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """An exclusive read-write connection; other writers wait on the lock."""
         with self._lock:
-            con = self._connect_writer()
+            con = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
+                con.execute("SET TimeZone = 'UTC'")
+                ensure_raw_schema(con, self.lake)
                 yield con
             finally:
                 con.close()
-
-    @contextlib.contextmanager
-    def writer_ahead(self) -> Iterator[WriterAhead]:
-        """A :class:`WriterAhead`: the writer connection, opened early on request."""
-        ahead = WriterAhead(self)
-        try:
-            yield ahead
-        finally:
-            ahead.close()
-
-    def _connect_writer(self) -> duckdb.DuckDBPyConnection:
-        """A read-write connection with the raw schema in place (the caller holds the lock)."""
-        con = duckdb.connect(str(self.path), config=WRITER_CONFIG)
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            ensure_raw_schema(con, self.lake)
-        except BaseException:
-            con.close()
-            raise
-        return con
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -246,56 +227,6 @@ class Warehouse:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-
-
-class WriterAhead:
-    """The writer connection of :meth:`Warehouse.writer`, which can start opening before it is
-    needed: opening a DuckDB file takes tens of ms (more for a new one), and a sync that knows
-    its last page is on the way can spend them waiting for it instead of after it.
-
-    :meth:`start` takes the lock only if it is free at once (never waits while pages are
-    coming) and opens the connection in a background thread (DuckDB does it without the GIL);
-    :meth:`connection` waits for it, or opens it the ordinary way if :meth:`start` did not.
-    The lock is taken and released by the calling thread.
-    """
-
-    def __init__(self, warehouse: Warehouse) -> None:
-        self._warehouse = warehouse
-        self._pool: ThreadPoolExecutor | None = None
-        self._opening: Future[duckdb.DuckDBPyConnection] | None = None
-        self._locked = False
-
-    def start(self) -> None:
-        if self._locked:
-            return
-        try:
-            self._warehouse.exclusive().acquire(blocking=False)
-        except Timeout:
-            return  # a dbt build or another sync is writing: wait for it at the end
-        self._locked = True
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="evo-warehouse")
-        self._opening = self._pool.submit(self._warehouse._connect_writer)
-
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        if not self._locked:
-            self._warehouse.exclusive().acquire()
-            self._locked = True
-        if self._opening is None:
-            self._opening = Future()
-            self._opening.set_result(self._warehouse._connect_writer())
-        return self._opening.result()
-
-    def close(self) -> None:
-        try:
-            if self._opening is not None:
-                with contextlib.suppress(Exception):  # an error opening was raised already
-                    self._opening.result().close()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-            if self._locked:
-                self._warehouse.exclusive().release()
-                self._locked = False
 
 
 # Where a warehouse built before the raw views keeps its copied rows (not read by anything).
