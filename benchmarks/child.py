@@ -92,7 +92,6 @@ def cmd_ingest(args: argparse.Namespace) -> dict:
     cpu0, t0 = _cpu(), time.perf_counter()
     outcome = sync_days(
         client,
-        lake,
         warehouse,
         date.fromisoformat(args.first),
         date.fromisoformat(args.last),
@@ -277,8 +276,7 @@ def cmd_daily(args: argparse.Namespace) -> dict:
     with _client(os.environ["EVO_VOICE_BASE_URL"], 4) as client:
         outcome = sync_days(
             client,
-            lake := Lake(str(data / "lake")),
-            Warehouse(data / "warehouse.duckdb", lake),
+            Warehouse(data / "warehouse.duckdb", Lake(str(data / "lake"))),
             date.fromisoformat(args.history_first),
             date.fromisoformat(args.history_last),
             days_per_fetch=args.days_per_fetch,

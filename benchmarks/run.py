@@ -871,7 +871,7 @@ def _method_markdown(sizes: Sizes, anchor: date) -> str:
   to N pages ahead in page order like `EvoVoiceClient.iter_pages`. Raw floor, our ingest and
   dlt's `parquet` loader: best of {s.reps} at 0 ms; raw floor and our ingest: best of
   {s.latency_reps} at 20 ms, dlt one run there (not judged) and for its slow `insert_values`
-  loader. Our ingest: `pipeline.sync.sync_days(client, Lake, Warehouse, ...)` in a fresh
+  loader. Our ingest: `pipeline.sync.sync_days(client, Warehouse, ...)` in a fresh
   process (`benchmarks/child.py ingest`) into an empty temp dir, `concurrency=N`,
   `parallel_fetches=1`; its time includes Parquet staging, the lake publish and the DuckDB
   commit (`raw.*` are views over the lake, so nothing is copied). dlt

@@ -160,7 +160,6 @@ def new_sync_id(now: datetime) -> str:
 
 def sync_range(
     client: EvoVoiceClient,
-    lake: Lake,
     warehouse: Warehouse,
     first_day: date,
     last_day: date,
@@ -170,7 +169,9 @@ def sync_range(
     on_page: PageCallback | None = None,
 ) -> list[DaySummary]:
     """Fetch every session created in ``first_day..last_day`` (in the client's time zone) and
-    commit each day. Raises on a fetch failure before any day of the range is touched."""
+    commit each day to ``warehouse`` and its lake. Raises on a fetch failure before any day of
+    the range is touched."""
+    lake = warehouse.lake
     zone = client.settings.zone
     now = datetime.now(UTC)
     today = today or now.astimezone(zone).date()
@@ -179,12 +180,8 @@ def sync_range(
     ctx = SyncContext(new_sync_id(now), now, zone, first_day, last_day)
     pages_before, retries_before = client.stats.pages, client.stats.retries
 
-    if lake.uri != warehouse.lake.uri:
-        raise ValueError(
-            f"the warehouse's raw views read the lake {warehouse.lake.uri}, not {lake.uri}"
-        )
     lake.sweep_abandoned()
-    recover(lake, warehouse)
+    recover(warehouse)
     store_counts = count_stores(client, window, today=today)
     server_total = total_count(store_counts)
     writer = RangeWriter(lake, ctx.sync_id, days)
@@ -299,10 +296,11 @@ def sync_range(
     return summaries
 
 
-def recover(lake: Lake, warehouse: Warehouse) -> int:
+def recover(warehouse: Warehouse) -> int:
     """Finish what syncs that died left half-published in the lake (see :meth:`Lake.recover`),
     so that every day folder holds only the files of the sync ``raw.synced_days`` names. Returns
     how many days were rolled back."""
+    lake = warehouse.lake
     if not lake.has_pending():
         return 0
     with warehouse.writer() as con:  # its lock: no live publish is in flight
@@ -340,7 +338,6 @@ def _drop_copies(lake: Lake, staged: dict[str, str], losers: list[int]) -> None:
 
 def sync_days(
     client: EvoVoiceClient,
-    lake: Lake,
     warehouse: Warehouse,
     first_day: date,
     last_day: date,
@@ -366,9 +363,7 @@ def sync_days(
     def run(window: tuple[date, date]) -> None:
         try:
             committed.extend(
-                sync_range(
-                    client, lake, warehouse, *window, today=today, on_day=on_day, on_page=on_page
-                )
+                sync_range(client, warehouse, *window, today=today, on_day=on_day, on_page=on_page)
             )
         except Exception as exc:  # one window's failure must not stop the others
             log.warning("sync of %s..%s failed: %s", window[0], window[1], exc)

@@ -162,7 +162,6 @@ def evo_sessions(
     with evo_voice.get_client() as client:
         outcome = sync_days(
             client,
-            warehouse.lake(),
             warehouse.warehouse(),
             first_day,
             last_day,

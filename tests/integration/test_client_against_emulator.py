@@ -65,7 +65,7 @@ def test_day_is_loaded_exactly_once(scenario, lake, warehouse):
     knobs, client_overrides = SCENARIOS[scenario]
     config = EmulatorConfig(seed=5, sessions_per_day=400, days_of_history=10, now=NOW, **knobs)
     with run_emulator(config) as emulator, make_client(emulator, **client_overrides) as client:
-        summaries = sync_range(client, lake, warehouse, DAY, DAY)
+        summaries = sync_range(client, warehouse, DAY, DAY)
         truth = emulator.store.ids_on_local_day(DAY, client.settings.timezone)
     got = loaded_ids(warehouse, DAY)
     assert len(got) == len(set(got)), "a session was loaded twice"
@@ -81,7 +81,7 @@ def test_archive_boundary_reads_both_stores(lake, warehouse):
     )
     days = (OLD_DAY - timedelta(days=1), OLD_DAY, OLD_DAY + timedelta(days=1))
     with run_emulator(config) as emulator, make_client(emulator) as client:
-        sync_range(client, lake, warehouse, days[0], days[-1], today=NOW.date())
+        sync_range(client, warehouse, days[0], days[-1], today=NOW.date())
         archive_requests = [
             r
             for r in emulator.stats.request_log
@@ -97,7 +97,7 @@ def test_live_writes_while_paging_lose_nothing_that_existed(lake, warehouse):
     with run_emulator(config) as emulator, make_client(emulator, concurrency=1) as client:
         before = set(emulator.store.ids_on_local_day(DAY))
         emulator.config.drift_per_request = 3
-        sync_range(client, lake, warehouse, DAY, DAY)
+        sync_range(client, warehouse, DAY, DAY)
         emulator.config.drift_per_request = 0
         after = set(emulator.store.ids_on_local_day(DAY))
     got = loaded_ids(warehouse, DAY)
@@ -115,5 +115,5 @@ def test_wrong_password_fails_with_the_settings_to_fix(lake, warehouse):
         make_client(emulator, password="wrong-Secret-123") as client,
         pytest.raises(AuthError, match="EVO_VOICE_USERNAME / EVO_VOICE_PASSWORD") as caught,
     ):
-        sync_range(client, lake, warehouse, DAY, DAY)
+        sync_range(client, warehouse, DAY, DAY)
     assert "wrong-Secret-123" not in str(caught.value)

@@ -42,7 +42,7 @@ def test_views_before_any_file_have_the_columns_of_the_views_over_files(lake, wa
         empty = {table: columns(con, table) for table in SESSION_RAW_TABLES}
         assert con.execute("SELECT count(*) FROM raw.sessions").fetchone() == (0,)
     with make_client(emulator) as client:
-        sync_range(client, lake, warehouse, DAYS[0], DAYS[0])
+        sync_range(client, warehouse, DAYS[0], DAYS[0])
     with warehouse.reader() as con:
         assert {table: columns(con, table) for table in SESSION_RAW_TABLES} == empty
         assert con.execute("SELECT count(*) FROM raw.sessions").fetchone()[0] > 0
@@ -50,7 +50,7 @@ def test_views_before_any_file_have_the_columns_of_the_views_over_files(lake, wa
 
 def test_a_published_day_shows_only_once_its_sync_is_committed(lake, warehouse, emulator):
     with make_client(emulator) as client:
-        (committed,) = sync_range(client, lake, warehouse, DAYS[0], DAYS[0])
+        (committed,) = sync_range(client, warehouse, DAYS[0], DAYS[0])
     before = sessions_of(warehouse)
     assert {sync for _, sync in before} == {committed.sync_id}
 
@@ -74,7 +74,7 @@ def test_a_published_day_shows_only_once_its_sync_is_committed(lake, warehouse, 
 
 def test_a_filter_on_the_day_opens_only_that_days_files(lake, warehouse, emulator):
     with make_client(emulator) as client:
-        first, second = sync_range(client, lake, warehouse, DAYS[0], DAYS[1])
+        first, second = sync_range(client, warehouse, DAYS[0], DAYS[1])
     # Corrupt the second day's file: a query on the first day must never open it.
     with open(lake.day_file("sessions", DAYS[1], second.sync_id), "wb") as handle:
         handle.write(b"not parquet")
@@ -91,7 +91,7 @@ def test_views_follow_the_lake_when_the_data_folder_moves(tmp_path, emulator):
     old = tmp_path / "old"
     lake = Lake(str(old / "lake"))
     with make_client(emulator) as client:
-        sync_range(client, lake, Warehouse(old / "warehouse.duckdb", lake), DAYS[0], DAYS[0])
+        sync_range(client, Warehouse(old / "warehouse.duckdb", lake), DAYS[0], DAYS[0])
     new = tmp_path / "new"
     shutil.move(old, new)
     moved = Warehouse(new / "warehouse.duckdb", Lake(str(new / "lake")))
@@ -102,7 +102,7 @@ def test_views_follow_the_lake_when_the_data_folder_moves(tmp_path, emulator):
 
 def test_a_warehouse_from_before_the_views_keeps_its_tables_aside(lake, warehouse, emulator):
     with make_client(emulator) as client:
-        sync_range(client, lake, warehouse, DAYS[0], DAYS[0])
+        sync_range(client, warehouse, DAYS[0], DAYS[0])
     rows = sessions_of(warehouse)
     # The older layout: the session tables were copies of the lake inside DuckDB.
     with duckdb.connect(str(warehouse.path)) as con:
@@ -127,7 +127,7 @@ def test_a_sync_of_the_previous_layout_that_died_is_put_back(lake, warehouse, em
     """The previous layout swapped whole day folders and kept the replaced ones in
     ``_trash/<sync>``: recovery still puts them back for a sync the warehouse never committed."""
     with make_client(emulator) as client:
-        sync_range(client, lake, warehouse, DAYS[0], DAYS[0])
+        sync_range(client, warehouse, DAYS[0], DAYS[0])
     before = sessions_of(warehouse)
     root, dead = Path(lake.root), "20261128T000000Z-deadbeef"
 
@@ -149,7 +149,7 @@ def test_a_sync_of_the_previous_layout_that_died_is_put_back(lake, warehouse, em
     dead_sync_folder("sessions", DAYS[1], pq.read_table(next(kept.glob("*.parquet"))))
     assert sessions_of(warehouse) == set()  # the dead sync's rows never show
 
-    assert recover(lake, warehouse) == 2
+    assert recover(warehouse) == 2
     assert sessions_of(warehouse) == before
     assert not (root / "_trash").exists()
     assert not (root / "sessions" / f"date={DAYS[1]}").exists()

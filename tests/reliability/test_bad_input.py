@@ -350,9 +350,7 @@ def corpus(tmp_path_factory):
                 if any(i["id"] == TARGET["id"] for i in page.items)
             )
             assert home >= 1  # page 0 also answers the count requests
-            sync = sync_days(
-                client, lake, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1
-            )
+            sync = sync_days(client, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1)
             assert not sync.failed
             yield emulator, client, lake, warehouse, truth, home
 
@@ -389,12 +387,12 @@ def day_tables(warehouse: Warehouse) -> dict:
 
 @pytest.mark.parametrize("name", CORPUS)
 def test_bad_input_is_handled_never_dropped(name, corpus):
-    emulator, client, lake, warehouse, truth, home = corpus
+    emulator, client, _, warehouse, truth, home = corpus
     case = CORPUS[name]
     before = day_tables(warehouse)
     emulator.config.rewrite_sessions_page = rewriter(case, home)
     try:
-        outcome = sync_days(client, lake, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1)
+        outcome = sync_days(client, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1)
     finally:
         emulator.config.rewrite_sessions_page = None
     record(bad_inputs=1)
@@ -453,7 +451,7 @@ def test_pagination_that_stops_early_is_reported_incomplete(corpus):
     """A server that says ``hasMorePages: false`` (or serves an empty page) before the end
     cannot be told from the end; the sessions never served are not in the day, and the day is
     marked incomplete by the totalCount check (``synced_days.complete = false``)."""
-    emulator, client, lake, warehouse, _, home = corpus
+    emulator, client, _, warehouse, _, home = corpus
     lies = {
         "has_more_pages_false_too_early": lambda doc: {**doc, "hasMorePages": False},
         "null_items_with_more_pages": lambda doc: {**doc, "items": None, "hasMorePages": True},
@@ -463,9 +461,7 @@ def test_pagination_that_stops_early_is_reported_incomplete(corpus):
             orjson.dumps(lie(orjson.loads(raw))) if page == home else raw
         )
         try:
-            outcome = sync_days(
-                client, lake, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1
-            )
+            outcome = sync_days(client, warehouse, DAY, DAY, days_per_fetch=1, parallel_fetches=1)
         finally:
             emulator.config.rewrite_sessions_page = None
         record(bad_inputs=1)

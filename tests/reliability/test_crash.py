@@ -87,8 +87,7 @@ def complete_with(data_dir, emulator) -> None:
     with make_client(emulator) as client:
         sync_range(
             client,
-            lake := Lake(str(data_dir / "lake")),
-            Warehouse(data_dir / "warehouse.duckdb", lake),
+            Warehouse(data_dir / "warehouse.duckdb", Lake(str(data_dir / "lake"))),
             DAY,
             DAY,
         )
@@ -110,7 +109,7 @@ def test_a_sync_killed_at_a_failpoint_leaves_the_day_as_it_was(failpoint, site):
     # The first thing the next run does: put back what the dead one half-published.
     lake = Lake(str(data_dir / "lake"))
     warehouse = Warehouse(data_dir / "warehouse.duckdb", lake)
-    rolled_back = recover(lake, warehouse)
+    rolled_back = recover(warehouse)
     assert rolled_back == (failpoint in ("between_lake_swaps", "inside_duckdb_transaction"))
     assert_lake_matches_warehouse(data_dir)
     assert day_state(data_dir) == before
@@ -277,7 +276,7 @@ def test_a_first_sync_killed_between_lake_swaps_leaves_nothing(tmp_path):
         lake = Lake(str(data_dir / "lake"))
         warehouse = Warehouse(data_dir / "warehouse.duckdb", lake)
         assert (data_dir / "lake" / "sessions" / f"date={DAY}").exists()  # half-published
-        assert recover(lake, warehouse) == 1
+        assert recover(warehouse) == 1
         assert not [p for p in (data_dir / "lake").rglob("date=*") if "_staging" not in str(p)]
         assert not (data_dir / "lake" / "_pending").exists() or not any(
             (data_dir / "lake" / "_pending").iterdir()

@@ -43,7 +43,7 @@ def test_the_same_day_three_times_gives_the_same_tables(lake, warehouse):
     with run_emulator(emulator_config()) as emulator, make_client(emulator) as client:
         states = []
         for _ in range(3):
-            sync_range(client, lake, warehouse, day, day)
+            sync_range(client, warehouse, day, day)
             states.append(snapshot(warehouse.path, RAW))
         truth = truth_by_day(emulator, [day])
     assert states[0] == states[1] == states[2]
@@ -61,12 +61,12 @@ def test_overlapping_backfills_and_lost_sessions_leave_exactly_the_server_state(
     first, second = DAYS[:3], DAYS[1:]
     with run_emulator(emulator_config()) as emulator, make_client(emulator) as client:
         outcome = sync_days(
-            client, lake, warehouse, first[0], first[-1], days_per_fetch=7, parallel_fetches=1
+            client, warehouse, first[0], first[-1], days_per_fetch=7, parallel_fetches=1
         )
         assert not outcome.failed
         after_first = snapshot(warehouse.path, RAW, exclude=PROVENANCE, **only(first))
         outcome = sync_days(
-            client, lake, warehouse, second[0], second[-1], days_per_fetch=2, parallel_fetches=2
+            client, warehouse, second[0], second[-1], days_per_fetch=2, parallel_fetches=2
         )
         assert not outcome.failed
         # The days both backfills synced hold the same rows (provenance aside).
@@ -83,7 +83,7 @@ def test_overlapping_backfills_and_lost_sessions_leave_exactly_the_server_state(
         untouched = snapshot(warehouse.path, RAW, exclude=(), **only(others))
         lost = emulator.store.ids_on_local_day(day)[::3]
         assert emulator.store.remove_sessions(lost) == len(lost) > 20
-        sync_range(client, lake, warehouse, day, day)
+        sync_range(client, warehouse, day, day)
         truth = truth_by_day(emulator, DAYS)
     assert_equals_truth(warehouse.path, truth)  # exact, children included: nothing stale
     with connect(warehouse.path) as con:

@@ -63,7 +63,7 @@ def test_every_table_equals_ground_truth(scenario, lake, warehouse):
         run_emulator(emulator_config(sessions_per_day=150, **knobs)) as emulator,
         make_client(emulator, **client) as api,
     ):
-        sync_range(api, lake, warehouse, DAYS[0], DAYS[-1])
+        sync_range(api, warehouse, DAYS[0], DAYS[-1])
         truth = truth_by_day(emulator, DAYS, api.settings.timezone)
     assert assert_equals_truth(warehouse.path, truth) > 150
 
@@ -73,7 +73,7 @@ def test_archive_cut_off_inside_the_synced_days(lake, warehouse):
     days = [old - timedelta(days=1), old, old + timedelta(days=1)]
     config = emulator_config(sessions_per_day=100, days_of_history=25, archive_cutoff_days=20.2)
     with run_emulator(config) as emulator, make_client(emulator) as api:
-        sync_range(api, lake, warehouse, days[0], days[-1], today=NOW.date())
+        sync_range(api, warehouse, days[0], days[-1], today=NOW.date())
         truth = truth_by_day(emulator, days)
         stores = {
             tuple(r.query.get("searchArchive", ["false"])) for r in emulator.stats.request_log
@@ -90,7 +90,7 @@ def test_pages_shifting_under_live_writes_lose_nothing_that_existed(lake, wareho
         emulator.config.drift_per_request = 3
         emulator.config.latency_jitter_ms = 20
         with make_client(emulator, concurrency=4, page_size=40) as api:
-            sync_range(api, lake, warehouse, DAY, DAY)
+            sync_range(api, warehouse, DAY, DAY)
         emulator.config.drift_per_request = 0
         emulator.config.latency_jitter_ms = 0
         after = truth_by_day(emulator, [DAY])
@@ -105,7 +105,7 @@ def test_pages_shifting_under_live_writes_lose_nothing_that_existed(lake, wareho
         assert got == want
         # The next sync (the schedule's look-back) picks up what was created meanwhile.
         with make_client(emulator) as api:
-            sync_range(api, lake, warehouse, DAY, DAY)
+            sync_range(api, warehouse, DAY, DAY)
         assert_equals_truth(warehouse.path, after)
     record(sessions_compared=len(loaded))
 
@@ -167,7 +167,7 @@ def test_a_session_served_twice_is_stored_once_as_its_newest_copy(case, lake, wa
                 return orjson.dumps(doc)
 
             emulator.config.rewrite_sessions_page = add_copy
-            summary = sync_range(api, lake, warehouse, DAY, DAY)[0]
+            summary = sync_range(api, warehouse, DAY, DAY)[0]
     assert summary.duplicates_removed == 1
     expected = {
         DAY: [duplicate if s["id"] == target["id"] and winner == "copy" else s for s in truth[DAY]]

@@ -122,7 +122,7 @@ def test_an_auth_error_and_its_traceback_carry_no_secret(tmp_path):
         pytest.raises(AuthError) as caught,
     ):
         lake = Lake(str(tmp_path / "lake"))
-        sync_range(client, lake, Warehouse(tmp_path / "w.duckdb", lake), *DAYS[:2])
+        sync_range(client, Warehouse(tmp_path / "w.duckdb", lake), *DAYS[:2])
     text = "".join(traceback.format_exception(caught.value))
     assert AUTH_HINT in str(caught.value) and "\n" not in str(caught.value)
     assert password not in text and password not in repr(client.settings)

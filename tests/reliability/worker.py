@@ -44,8 +44,7 @@ def cmd_sync(first: str, last: str) -> int:
     with EvoVoiceClient(settings) as client:
         summaries = sync_range(
             client,
-            lake := Lake(str(data / "lake")),
-            Warehouse(data / "warehouse.duckdb", lake),
+            Warehouse(data / "warehouse.duckdb", Lake(str(data / "lake"))),
             date.fromisoformat(first),
             date.fromisoformat(last),
         )
