@@ -155,8 +155,8 @@ class RequestSlots:
     one closes the slots before any request it did not allow can start.
 
     Each waiting page has its own event, set only when that page may start (or is past the
-    end): waking every waiter on each change, most of them to sleep again, cost each request
-    about 1.5 ms with 4 workers, the time the right thread took to win the GIL after them.
+    end): waking every waiter on each change, each to take the GIL and sleep again, made a
+    4-worker read of 20k sessions at 20 ms latency about 4% slower.
     """
 
     def __init__(self, limit: int) -> None:
@@ -305,7 +305,9 @@ class EvoVoiceClient:
         self._http.headers.update({"Accept": "application/json", "User-Agent": "evo-sync/0.1"})
         self._login_lock = threading.Lock()
         self._login_generation = 0
-        self._get_template: requests.PreparedRequest | None = None
+        # Bumped whenever a response sets a cookie; a GET template records the one it saw.
+        self._cookies_version = 0
+        self._get_template: tuple[int, requests.PreparedRequest] | None = None
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._logged_in = False
         if settings.auth == "basic":
@@ -445,7 +447,7 @@ class EvoVoiceClient:
                 stream=True,
             )
             if response.cookies:  # the server set a cookie: later requests must carry it
-                self._get_template = None
+                self._cookies_version += 1
             _read_body(response)
         except requests.Timeout as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})", None) from None
@@ -482,11 +484,15 @@ class EvoVoiceClient:
                     headers=headers,
                 )
             )
-        template = self._get_template
-        if template is None:
-            template = self._get_template = self._http.prepare_request(
+        version, template = self._get_template or (None, None)
+        if template is None or version != self._cookies_version:
+            # Tagged with the version seen before reading the jar: a cookie set meanwhile
+            # makes the next request build it again.
+            version = self._cookies_version
+            template = self._http.prepare_request(
                 requests.Request("GET", self.settings.base_url, headers=headers)
             )
+            self._get_template = (version, template)
         prepared = requests.PreparedRequest()
         prepared.method = "GET"
         prepared.headers = template.headers.copy()
