@@ -41,6 +41,8 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 ABANDONED_AFTER = timedelta(hours=6)
 # The one file a sync stages per table and day.
 STAGED_FILE = "part-0.parquet"
+# Where each publishing sync marks the days it has moved files for (see Lake.publish_day).
+PENDING = "_pending"
 # Where syncs before the per-sync files kept the day folders they replaced, and the marker of
 # a folder that did not exist (see Lake._recover_legacy_trash).
 LEGACY_TRASH = "_trash"
@@ -90,8 +92,11 @@ class Lake:
             return path
         return f"{self.uri.split('://', 1)[0]}://{path}"
 
+    def pending_dir(self, sync_id: str) -> str:
+        return f"{self.root}/{PENDING}/{sync_id}"
+
     def pending_marker(self, sync_id: str, day: date) -> str:
-        return f"{self.root}/_pending/{sync_id}/date={day.isoformat()}"
+        return f"{self.pending_dir(sync_id)}/date={day.isoformat()}"
 
     def publish_day(self, staged: dict[str, str], day: date, sync_id: str) -> dict[str, str]:
         """Move a day's staged files into place beside the files they replace; return the new
@@ -102,9 +107,8 @@ class Lake:
         replaced files or :meth:`rollback_day` the new ones, so :meth:`recover` can finish the
         job for a sync that dies in between. Callers hold the warehouse's writer lock.
         """
-        marker = self.pending_marker(sync_id, day)
-        self.fs.create_dir(marker.rsplit("/", 1)[0], recursive=True)
-        self.fs.open_output_stream(marker).close()
+        self.fs.create_dir(self.pending_dir(sync_id), recursive=True)
+        self.fs.open_output_stream(self.pending_marker(sync_id, day)).close()
         final = {}
         for table, staged_dir in staged.items():
             self.fs.create_dir(self.day_dir(table, day), recursive=True)
@@ -136,7 +140,7 @@ class Lake:
     def has_pending(self) -> bool:
         return any(
             self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{name}", allow_not_found=True))
-            for name in ("_pending", LEGACY_TRASH)
+            for name in (PENDING, LEGACY_TRASH)
         )
 
     def recover(self, committed: Callable[[date, str], bool]) -> int:
@@ -144,7 +148,7 @@ class Lake:
         sync), roll back any other. Call it holding the warehouse's writer lock, so that no live
         publish is in flight. Returns how many days were rolled back."""
         rolled_back = 0
-        pending = pafs.FileSelector(f"{self.root}/_pending", allow_not_found=True)
+        pending = pafs.FileSelector(f"{self.root}/{PENDING}", allow_not_found=True)
         for sync in self.fs.get_file_info(pending):
             sync_id = sync.base_name
             markers = self.fs.get_file_info(pafs.FileSelector(sync.path))
@@ -217,7 +221,7 @@ class Lake:
         committed or rolled back."""
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.delete_dir(self.staging_dir(sync_id))
-        pending = f"{self.root}/_pending/{sync_id}"
+        pending = self.pending_dir(sync_id)
         if not self.fs.get_file_info(pafs.FileSelector(pending, allow_not_found=True)):
             with contextlib.suppress(FileNotFoundError, OSError):
                 self.fs.delete_dir(pending)
