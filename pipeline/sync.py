@@ -57,14 +57,12 @@ _COPY_KEYS = pa.schema(
     + [pa.field("archive", pa.bool_())]
 )
 _UNSTORED_KEYS = pa.schema([_COPY_KEYS.field("session_id"), _COPY_KEYS.field("archive")])
-# De-duplication runs beside the writer's connection: a small, spillable budget of its own.
-RESOLVE_CONFIG = {"memory_limit": "96MB", "threads": 2, "preserve_insertion_order": False}
 
 
 class _Copies:
     """Every copy of a session the window's pages returned, kept as narrow Arrow columns (tens
-    of bytes per copy, no Python object per row) and resolved in DuckDB at the end: which
-    copies lose de-duplication, and how many distinct sessions each store returned."""
+    of bytes per copy, no Python object per row) and resolved at the end: which copies lose
+    de-duplication, and how many distinct sessions each store returned."""
 
     def __init__(self) -> None:
         self.stored: list[pa.Table] = []  # the copies staged for a day
@@ -89,42 +87,43 @@ class _Copies:
 
     def resolve(self) -> tuple[dict[date, list[int]], int]:
         """The losing copies' ordinals per day (the latest ``dateLastModified`` wins, then the
-        later copy), and the number of distinct ids summed over the stores read."""
+        later copy), and the number of distinct non-empty ids summed over the stores read.
+
+        One hash pass over the ids (``value_counts``) finds the repeated ones and, when every
+        copy came from one store, the distinct count too; only the repeated ids' copies are
+        sorted. A 500k-session day: about 0.1 s, where a DuckDB window query or Arrow's
+        ``count_distinct`` took 0.3 s and made the sync's peak memory."""
         stored = _concat(self.stored, _COPY_KEYS)
         unstored = _concat(self.unstored, _UNSTORED_KEYS)
         self.stored, self.unstored = [], []
         ids = stored["session_id"]
-        if pc.count_distinct(ids, mode="all").as_py() == len(ids):
-            return {}, _distinct_per_store(stored, unstored)  # no copies: no DuckDB needed
-        con = duckdb.connect(config=RESOLVE_CONFIG)
-        try:
-            con.register("stored", stored)
-            con.register("unstored", unstored)
-            distinct = con.execute(
-                """
-                SELECT count(*) FROM (
-                    SELECT archive, session_id FROM stored
-                    UNION SELECT archive, session_id FROM unstored)
-                WHERE session_id <> ''
-                """
-            ).fetchone()[0]
-            rows = con.execute(
-                """
-                SELECT partition_date, list(copy_ordinal ORDER BY copy_ordinal) FROM (
-                    SELECT partition_date, copy_ordinal FROM stored
-                    QUALIFY row_number() OVER (
-                        PARTITION BY session_id
-                        ORDER BY date_last_modified DESC NULLS LAST, copy_ordinal DESC) > 1)
-                GROUP BY partition_date
-                """
-            ).fetchall()
-        finally:
-            con.close()
-        return {day: ordinals for day, ordinals in rows}, int(distinct)
+        counts = pc.value_counts(ids)
+        if unstored.num_rows == 0 and _single_store(stored):
+            distinct = _count_non_empty(counts.field("values"))
+        else:
+            distinct = _distinct_per_store(stored, unstored)
+        repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+        if not len(repeated):
+            return {}, distinct
+        return _losers(stored.filter(pc.is_in(ids, value_set=repeated))), distinct
+
+
+def _single_store(copies: pa.Table) -> bool:
+    if copies.num_rows == 0:
+        return True
+    bounds = pc.min_max(copies["archive"]).as_py()
+    return bounds["min"] == bounds["max"]
+
+
+def _count_non_empty(distinct_ids: pa.Array) -> int:
+    """How many of these distinct ids are neither null nor empty."""
+    empty = pc.sum(pc.equal(distinct_ids, "")).as_py() or 0
+    return len(distinct_ids) - distinct_ids.null_count - empty
 
 
 def _distinct_per_store(stored: pa.Table, unstored: pa.Table) -> int:
-    """Distinct non-empty ids per store, summed (what the DuckDB query in ``resolve`` counts)."""
+    """Distinct non-empty ids per store (``searchArchive``), over the staged copies and the
+    others, summed."""
     total = 0
     for archive in (False, True):
         chunks = [
@@ -132,9 +131,33 @@ def _distinct_per_store(stored: pa.Table, unstored: pa.Table) -> int:
             for table in (stored, unstored)
             for chunk in table.filter(pc.equal(table["archive"], archive))["session_id"].chunks
         ]
-        ids = pa.chunked_array(chunks, pa.string())
-        total += pc.count_distinct(ids.filter(pc.not_equal(ids, ""))).as_py()
+        total += _count_non_empty(pc.unique(pa.chunked_array(chunks, pa.string())))
     return total
+
+
+def _losers(copies: pa.Table) -> dict[date, list[int]]:
+    """Every copy of the repeated ids but the winner, as ordinals per day: ranked by id, then
+    ``date_last_modified`` (latest first, missing last), then the later copy first."""
+    ranked = copies.sort_by(
+        [
+            ("session_id", "ascending"),
+            ("date_last_modified", "descending"),
+            ("copy_ordinal", "descending"),
+        ]
+    )
+    ids = ranked["session_id"]
+    previous, current = ids.slice(0, len(ids) - 1), ids.slice(1)
+    same_as_previous = pc.or_(
+        pc.fill_null(pc.equal(current, previous), False),
+        pc.and_(current.is_null(), previous.is_null()),
+    )
+    lost = ranked.slice(1).filter(same_as_previous)
+    by_day: dict[date, list[int]] = {}
+    for day, ordinal in zip(
+        lost["partition_date"].to_pylist(), lost["copy_ordinal"].to_pylist(), strict=True
+    ):
+        by_day.setdefault(day, []).append(ordinal)
+    return {day: sorted(ordinals) for day, ordinals in by_day.items()}
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
