@@ -9,6 +9,7 @@ replace, and one DuckDB transaction on ``raw.synced_days`` switches the ``raw.*`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -247,29 +248,6 @@ def sync_range(
         ordinal += len(sessions)
         stage(flat, archive)
 
-    try:
-        current_store = False
-        for archive, page in iter_window_pages(
-            client, window, today=today, decoder=decode_sessions_page, counts_before=store_counts
-        ):
-            if archive != current_store:
-                flush(current_store)
-                current_store = archive
-            if page.columns is not None:
-                batch.append(page)
-                batch_rows += page.count
-                if batch_rows >= FLATTEN_BATCH_ROWS:
-                    flush(archive)
-                continue
-            flush(archive)
-            stage_items(page.items, page.number, archive)
-        flush(current_store)
-        staged = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    losers, window_distinct = copies.resolve()
-
     def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
         return DaySummary(
             partition_date=day,
@@ -293,20 +271,65 @@ def sync_range(
             unknown_enum_values=dict(stats.unknown_enum_values),
         )
 
+    # The window's writer connection, under the writer lock: opened while the stores' closing
+    # counts are asked, and closed after the last day is committed.
+    committing = contextlib.ExitStack()
+    connection: list[duckdb.DuckDBPyConnection] = []
+    current_store = False
+
+    def prepare_commit() -> None:
+        """Every page is in and only the closing counts are on the wire: spend that round trip
+        on what the commit needs either way. The buffered rows are compressed in the background
+        while the warehouse opens; if a count changed, the store is read again, and its rows
+        become more row groups of the same files."""
+        flush(current_store)
+        with ThreadPoolExecutor(1, thread_name_prefix="evo-write-out") as background:
+            written = background.submit(writer.write_out)
+            connection.append(committing.enter_context(warehouse.writer()))
+            written.result()
+
     summaries = []
-    try:
-        for day in days:
-            if losers.get(day):
-                _drop_copies(lake, staged[day], losers[day])
-        # A day's files and its raw.synced_days row change together: under the writer lock (one
-        # connection for the window's days, each day its own transaction), undone here on
-        # failure, and by Lake.recover if the process dies midway.
-        with warehouse.writer() as con:
+    with committing:
+        try:
+            for archive, page in iter_window_pages(
+                client,
+                window,
+                today=today,
+                decoder=decode_sessions_page,
+                counts_before=store_counts,
+                while_counting=prepare_commit,
+            ):
+                if archive != current_store:
+                    flush(current_store)
+                    current_store = archive
+                if page.columns is not None:
+                    batch.append(page)
+                    batch_rows += page.count
+                    if batch_rows >= FLATTEN_BATCH_ROWS:
+                        flush(archive)
+                    continue
+                flush(archive)
+                stage_items(page.items, page.number, archive)
+            flush(current_store)
+            staged = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        losers, window_distinct = copies.resolve()
+        try:
+            for day in days:
+                if losers.get(day):
+                    _drop_copies(lake, staged[day], losers[day])
+            # A day's files and its raw.synced_days row change together: under the writer lock
+            # (one connection for the window's days, each day its own transaction), undone here
+            # on failure, and by Lake.recover if the process dies midway.
+            if not connection:
+                connection.append(committing.enter_context(warehouse.writer()))
             for day in days:
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
                     summary = summarize(day, files, len(losers.get(day, [])))
-                    replace_day(con, lake, summary)
+                    replace_day(connection[0], lake, summary)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)
                     raise
@@ -314,8 +337,8 @@ def sync_range(
                 summaries.append(summary)
                 if on_day is not None:
                     on_day(summary)
-    finally:
-        lake.discard(ctx.sync_id)
+        finally:
+            lake.discard(ctx.sync_id)
     return summaries
 
 

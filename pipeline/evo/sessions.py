@@ -9,7 +9,7 @@ partition days under every reading and keep, afterwards, exactly the sessions wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -102,6 +102,7 @@ def iter_window_pages(
     today: date,
     decoder: PageDecoder | None = None,
     counts_before: Mapping[bool, int | None] | None = None,
+    while_counting: Callable[[], None] | None = None,
 ) -> Iterator[tuple[bool, Page]]:
     """Every page of every store for the window, as ``(search_archive, page)``.
 
@@ -113,7 +114,10 @@ def iter_window_pages(
     changed the store is read again with one request at a time, after the other stores.
     ``counts_before``: the stores' counts (:func:`count_stores`) when the caller has just
     asked for them. The "after" count is asked as soon as a store's last page is in, while
-    the next store is read, so it costs no round trip of its own.
+    the next store is read, so it costs no round trip of its own. ``while_counting`` is called
+    once, when the caller is done with the last page of the last store and only the closing
+    counts (and requests past the end) are on the wire: the caller's end-of-window work that
+    does not depend on them overlaps that round trip.
     """
     stores = stores_to_read(window.first_day, today, client.settings.archive_after_days)
     before = dict(counts_before or {})
@@ -129,6 +133,8 @@ def iter_window_pages(
                         client.count, SESSIONS_PATH, params, what=f"{label} count"
                     )
                 yield archive, page
+                if page.is_last and archive == stores[-1] and while_counting is not None:
+                    while_counting()
         for archive in stores:
             if after[archive].result() == before[archive]:
                 continue

@@ -271,19 +271,10 @@ class RangeWriter:
                 )
                 self._append(table_name, day, part)
         if earliest is not None:
-            self._write_out_days_before(earliest)
-
-    def _write_out_days_before(self, day: date) -> None:
-        """Write out what is buffered for the days before ``day``.
-
-        Pages are asked for sorted by ``dateCreated``: once a batch holds no session before
-        ``day``, the earlier days' rows are most likely all in, and compressing them now, while
-        pages are still arriving, takes that work off the end of the sync. Nothing relies on the
-        order: a row that still comes for such a day is written as one more row group.
-        """
-        for (table_name, buffered_day), buffer in self._buffers.items():
-            if buffered_day < day and buffer.tables:
-                self._flush(table_name, buffered_day, buffer)
+            # Pages are asked for sorted by dateCreated: once a batch holds no session before
+            # a day, the earlier days' rows are most likely all in, and compressing them now,
+            # while pages are still arriving, takes that work off the end of the sync.
+            self.write_out(before=earliest)
 
     def _append(self, table_name: str, day: date, part: pa.Table) -> None:
         buffer = self._buffers[(table_name, day)]
@@ -321,6 +312,14 @@ class RangeWriter:
         buffer.rows = 0
         self._buffered_bytes -= buffer.nbytes
         buffer.nbytes = 0
+
+    def write_out(self, before: date | None = None) -> None:
+        """Write the buffered rows out as row groups now (only the days before ``before``, if
+        given). The files stay open: a row that still comes for such a day becomes one more row
+        group."""
+        for (table_name, day), buffer in self._buffers.items():
+            if buffer.tables and (before is None or day < before):
+                self._flush(table_name, day, buffer)
 
     def finish(self) -> dict[date, dict[str, str]]:
         """Close every file (empty days get empty files) and return the staged folders."""

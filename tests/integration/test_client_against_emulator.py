@@ -10,6 +10,8 @@ import duckdb
 import pytest
 
 from pipeline.emulator import EmulatorConfig, run_emulator
+from pipeline.evo.sessions import iter_window_pages, request_window
+from pipeline.lake.store import RangeWriter
 from pipeline.sync import sync_range
 from tests.conftest import NOW, make_client
 
@@ -104,6 +106,53 @@ def test_live_writes_while_paging_lose_nothing_that_existed(lake, warehouse):
     assert len(got) == len(set(got))
     assert before <= set(got) <= after
     assert len(after) > len(before)
+
+
+def test_end_of_window_work_runs_once_after_the_last_page_of_the_last_store():
+    config = EmulatorConfig(
+        seed=6, sessions_per_day=150, days_of_history=30, now=NOW, archive_cutoff_days=20.2
+    )
+    events: list[object] = []
+    with run_emulator(config) as emulator, make_client(emulator, page_size=40) as client:
+        window = request_window(OLD_DAY, OLD_DAY, client.settings.zone)
+        for archive, page in iter_window_pages(
+            client, window, today=NOW.date(), while_counting=lambda: events.append("prepare")
+        ):
+            events.append((archive, page.number, page.is_last))
+    assert events.count("prepare") == 1
+    assert events[-1] == "prepare"  # nothing was read again: the counts did not change
+    assert events[-2][:1] == (True,) and events[-2][2]  # right after the archive's last page
+    live = [e for e in events[:-1] if e[0] is False]
+    assert live and live[-1][2]  # the live store was read first, to its last page
+
+
+def test_a_store_read_again_after_the_commit_was_prepared_keeps_its_rows(
+    lake, warehouse, monkeypatch
+):
+    events: list[str] = []
+    write, write_out = RangeWriter.write, RangeWriter.write_out
+
+    def recording_write(self, flat):
+        events.append("rows")
+        return write(self, flat)
+
+    def recording_write_out(self, before=None):
+        events.append("written out" if before is None else "day written out")
+        return write_out(self, before)
+
+    monkeypatch.setattr(RangeWriter, "write", recording_write)
+    monkeypatch.setattr(RangeWriter, "write_out", recording_write_out)
+    config = EmulatorConfig(seed=8, sessions_per_day=400, days_of_history=10, now=NOW)
+    with run_emulator(config) as emulator, make_client(emulator, concurrency=2) as client:
+        before = set(emulator.store.ids_on_local_day(DAY))
+        emulator.config.drift_per_request = 3  # the closing count differs: read again
+        sync_range(client, warehouse, DAY, DAY)
+        emulator.config.drift_per_request = 0
+        after = set(emulator.store.ids_on_local_day(DAY))
+    assert "rows" in events[events.index("written out") :]  # the re-read came after it
+    got = loaded_ids(warehouse, DAY)
+    assert len(got) == len(set(got))
+    assert before <= set(got) <= after
 
 
 def test_wrong_password_fails_with_the_settings_to_fix(lake, warehouse):

@@ -43,3 +43,19 @@ def test_a_day_is_written_out_once_the_pages_move_past_it(tmp_path):
     assert sessions.metadata.num_rows == 85
     assert sessions.metadata.num_row_groups == 2  # the late rows are one more row group
     assert pq.read_table(f"{staged[NEXT_DAY]['sessions']}/{STAGED_FILE}").num_rows == 40
+
+
+def test_write_out_empties_every_buffer_and_later_rows_still_count(tmp_path):
+    rng = random.Random(4)
+    writer = RangeWriter(Lake(str(tmp_path)), "sync1", [DAY, NEXT_DAY])
+    writer.write(page(rng, DAY, range(30), 0))
+    writer.write(page(rng, NEXT_DAY, range(30, 70), 30))
+    writer.write_out()  # the window's pages are in: compress while the closing counts are asked
+    assert buffered_rows(writer, DAY) == buffered_rows(writer, NEXT_DAY) == 0
+
+    writer.write(page(rng, NEXT_DAY, range(70, 75), 70))  # a store read again adds rows
+    staged = writer.finish()
+    sessions = pq.ParquetFile(f"{staged[NEXT_DAY]['sessions']}/{STAGED_FILE}")
+    assert sessions.metadata.num_rows == 45
+    assert sessions.metadata.num_row_groups == 2
+    assert pq.read_table(f"{staged[DAY]['sessions']}/{STAGED_FILE}").num_rows == 30
