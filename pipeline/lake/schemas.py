@@ -107,3 +107,40 @@ SESSION_TABLES: dict[str, pa.Schema] = {
     "rejected_sessions": REJECTED_SESSIONS,
 }
 """Tables written per partition day, each under ``lake/<table>/date=YYYY-MM-DD/``."""
+
+# Columns with (nearly) one value per row: ids, instants, Twilio SIDs, addresses, free text.
+# Parquet writers try a dictionary first and drop it once it outgrows its page; skipping the
+# attempt for these writes a day about 12% faster, and the other columns' dictionaries make
+# the files about 20% smaller than with no dictionary at all.
+VALUE_PER_ROW = frozenset(
+    {
+        "session_id",
+        "copy_ordinal",
+        "date_created",
+        "date_last_modified",
+        "date_completed",
+        "logged_at",
+        "message",
+        "call_sid",
+        "conference_sid",
+        "most_recent_participant_call_sid",
+        "destination",
+        "to_address",
+        "from_address",
+        "identity",
+        "raw_json",
+    }
+)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet columns of ``schema`` worth a dictionary (a map's are its keys and values)."""
+    columns = []
+    for f in schema:
+        if f.name in VALUE_PER_ROW:
+            continue
+        if pa.types.is_map(f.type):
+            columns += [f"{f.name}.key_value.key", f"{f.name}.key_value.value"]
+        else:
+            columns.append(f.name)
+    return columns

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.failpoints import failpoint
 from pipeline.lake.flatten import FlatPage
-from pipeline.lake.schemas import SESSION_TABLES
+from pipeline.lake.schemas import SESSION_TABLES, dictionary_columns
 
 # Row groups of about this many rows: big enough for good zstd and scans, small enough that a
 # day's buffers stay bounded whatever the day's size.
@@ -301,6 +301,7 @@ class RangeWriter:
                 f"{directory}/{STAGED_FILE}",
                 SESSION_TABLES[table_name],
                 filesystem=self.lake.fs,
+                use_dictionary=dictionary_columns(SESSION_TABLES[table_name]),
                 **PARQUET_OPTIONS,
             )
         if buffer.tables:

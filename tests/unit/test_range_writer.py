@@ -59,3 +59,26 @@ def test_write_out_empties_every_buffer_and_later_rows_still_count(tmp_path):
     assert sessions.metadata.num_rows == 45
     assert sessions.metadata.num_row_groups == 2
     assert pq.read_table(f"{staged[DAY]['sessions']}/{STAGED_FILE}").num_rows == 30
+
+
+def test_columns_with_a_value_per_row_are_written_without_a_dictionary(tmp_path):
+    from pipeline.lake.schemas import SESSION_TABLES, VALUE_PER_ROW
+
+    names = {f.name for schema in SESSION_TABLES.values() for f in schema}
+    assert not VALUE_PER_ROW - names  # a misspelt name would silently keep its dictionary
+    writer = RangeWriter(Lake(str(tmp_path)), "sync1", [DAY])
+    writer.write(page(random.Random(5), DAY, range(40), 0))
+    staged = writer.finish()
+    for table, low_cardinality in (("sessions", "account_id"), ("session_members", "role")):
+        metadata = pq.ParquetFile(f"{staged[DAY][table]}/{STAGED_FILE}").metadata
+        encodings = {
+            metadata.row_group(0).column(i).path_in_schema.split(".")[0]: set(
+                metadata.row_group(0).column(i).encodings
+            )
+            for i in range(metadata.num_columns)
+        }
+        dictionary = {
+            c for c, used in encodings.items() if used & {"RLE_DICTIONARY", "PLAIN_DICTIONARY"}
+        }
+        assert low_cardinality in dictionary
+        assert not dictionary & VALUE_PER_ROW, (table, dictionary & VALUE_PER_ROW)
