@@ -48,7 +48,9 @@ _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
 # Strings are skipped whole (possessively: this runs on every page), so a "null" inside a value
 # does not count.
 _NULL_AFTER_KEY = rb'\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
-_NULL_IN_APPLICATION_DATA = re.compile(rb'"applicationData"' + _NULL_AFTER_KEY)
+_APPLICATION_DATA_KEY = b'"applicationData"'
+# Matched only where bytes.find (much faster than the regex's own scan) finds the key.
+_NULL_AFTER_APPLICATION_DATA_KEY = re.compile(_NULL_AFTER_KEY)
 # The same, for a body that spells the key with \u escapes (only then is the slower one run).
 _NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
     b'"'
@@ -61,9 +63,26 @@ _NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
 
 
 def _explicit_null_in_application_data(text: bytes) -> bool:
-    if _NULL_IN_APPLICATION_DATA.search(text):
-        return True
-    return b"\\u00" in text and _NULL_IN_ESCAPED_APPLICATION_DATA.search(text) is not None
+    position = text.find(_APPLICATION_DATA_KEY)
+    while position >= 0:
+        position += len(_APPLICATION_DATA_KEY)
+        if _NULL_AFTER_APPLICATION_DATA_KEY.match(text, position):
+            return True
+        position = text.find(_APPLICATION_DATA_KEY, position)
+    return _has_unicode_escape(text) and _NULL_IN_ESCAPED_APPLICATION_DATA.search(text) is not None
+
+
+def _has_unicode_escape(text: bytes) -> bool:
+    """Whether the body holds a ``\\u00`` escape. Bodies hold few backslashes: visiting them
+    (memchr) is several times cheaper than scanning for the four bytes, up to a point."""
+    position = text.find(b"\\")
+    for _ in range(64):
+        if position < 0:
+            return False
+        if text.startswith(b"u00", position + 1):
+            return True
+        position = text.find(b"\\", position + 2)  # past the escaped character
+    return position >= 0 and text.find(b"\\u00", position) >= 0
 
 
 def decode_sessions_page(body: bytes) -> DecodedPage | None:

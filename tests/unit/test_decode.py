@@ -357,6 +357,13 @@ FALLS_BACK = {
         b'"applicationData":{"carrier":"Verizon","source":"pstn"}',
         b'"applicationD\\u0061ta":{"carrier":"Verizon","source":null}',
     ),
+    "the same after more backslashes than are visited one by one": chain(
+        sub(b'"accountName":"Acme"', b'"accountName":"' + b'\\"' * 70 + b'"'),
+        sub(
+            b'"applicationData":{"carrier":"Verizon","source":"pstn"}',
+            b'"applicationD\\u0061ta":{"carrier":"Verizon","source":null}',
+        ),
+    ),
 }
 
 
