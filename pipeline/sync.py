@@ -272,7 +272,8 @@ def sync_range(
         )
 
     # The window's writer connection, under the writer lock: opened while the stores' closing
-    # counts are asked, and closed after the last day is committed.
+    # counts are asked, closed after the last day is committed (or before a store is read
+    # again, and opened anew after it).
     committing = contextlib.ExitStack()
     connection: list[duckdb.DuckDBPyConnection] = []
     current_store = False
@@ -288,6 +289,12 @@ def sync_range(
             connection.append(committing.enter_context(warehouse.writer()))
             written.result()
 
+    def close_the_writer() -> None:
+        """A store is read again, one request at a time: readers of the warehouse must not
+        wait for that."""
+        committing.close()
+        connection.clear()
+
     summaries = []
     with committing:
         try:
@@ -298,6 +305,7 @@ def sync_range(
                 decoder=decode_sessions_page,
                 counts_before=store_counts,
                 while_counting=prepare_commit,
+                before_reading_again=close_the_writer,
             ):
                 if archive != current_store:
                     flush(current_store)

@@ -103,6 +103,7 @@ def iter_window_pages(
     decoder: PageDecoder | None = None,
     counts_before: Mapping[bool, int | None] | None = None,
     while_counting: Callable[[], None] | None = None,
+    before_reading_again: Callable[[], None] | None = None,
 ) -> Iterator[tuple[bool, Page]]:
     """Every page of every store for the window, as ``(search_archive, page)``.
 
@@ -117,7 +118,8 @@ def iter_window_pages(
     the next store is read, so it costs no round trip of its own. ``while_counting`` is called
     once, when the caller is done with the last page of the last store and only the closing
     counts (and requests past the end) are on the wire: the caller's end-of-window work that
-    does not depend on them overlaps that round trip.
+    does not depend on them overlaps that round trip. ``before_reading_again`` is called once
+    before a store is read again, so that the caller can undo what should not last that long.
     """
     stores = stores_to_read(window.first_day, today, client.settings.archive_after_days)
     before = dict(counts_before or {})
@@ -135,9 +137,13 @@ def iter_window_pages(
                 yield archive, page
                 if page.is_last and archive == stores[-1] and while_counting is not None:
                     while_counting()
+        reading_again = False
         for archive in stores:
             if after[archive].result() == before[archive]:
                 continue
+            if not reading_again and before_reading_again is not None:
+                before_reading_again()
+            reading_again = True
             label, params = _store_label(window, archive), session_params(client, window, archive)
             log.info(
                 "%s: %s sessions became %s while paging; reading again",

@@ -126,14 +126,16 @@ def test_end_of_window_work_runs_once_after_the_last_page_of_the_last_store():
     assert live and live[-1][2]  # the live store was read first, to its last page
 
 
-def test_a_store_read_again_after_the_commit_was_prepared_keeps_its_rows(
+def test_a_store_read_again_after_the_commit_was_prepared_keeps_its_rows_unlocked(
     lake, warehouse, monkeypatch
 ):
     events: list[str] = []
     write, write_out = RangeWriter.write, RangeWriter.write_out
 
     def recording_write(self, flat):
-        events.append("rows")
+        events.append(
+            "rows while the writer is open" if warehouse.exclusive().is_locked else "rows"
+        )
         return write(self, flat)
 
     def recording_write_out(self, before=None):
@@ -150,6 +152,8 @@ def test_a_store_read_again_after_the_commit_was_prepared_keeps_its_rows(
         emulator.config.drift_per_request = 0
         after = set(emulator.store.ids_on_local_day(DAY))
     assert "rows" in events[events.index("written out") :]  # the re-read came after it
+    # ...with the warehouse writer closed again: readers do not wait for a re-read
+    assert "rows while the writer is open" not in events
     got = loaded_ids(warehouse, DAY)
     assert len(got) == len(set(got))
     assert before <= set(got) <= after
