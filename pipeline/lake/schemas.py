@@ -109,9 +109,9 @@ SESSION_TABLES: dict[str, pa.Schema] = {
 """Tables written per partition day, each under ``lake/<table>/date=YYYY-MM-DD/``."""
 
 # Columns with (nearly) one value per row: ids, instants, Twilio SIDs, addresses, free text.
-# Parquet writers try a dictionary first and drop it once it outgrows its page; skipping the
-# attempt for these writes a day about 12% faster, and the other columns' dictionaries make
-# the files about 20% smaller than with no dictionary at all.
+# Parquet writers try a dictionary first and drop it once it outgrows its page, keeping what
+# was already encoded with it. Skipping the attempt for these columns writes a 10k-session day
+# about 15% faster and 22% smaller (1.74 against 2.24 MB); the other columns keep theirs.
 VALUE_PER_ROW = frozenset(
     {
         "session_id",
