@@ -29,9 +29,10 @@ from pipeline.failpoints import failpoint
 from pipeline.lake.flatten import FlatPage
 from pipeline.lake.schemas import SESSION_TABLES, dictionary_columns
 
-# Row groups of about this many rows: big enough for good zstd and scans, small enough that a
-# day's buffers stay bounded whatever the day's size.
-ROW_GROUP_ROWS = 32_000
+# Row groups of about this many rows: big enough for good zstd and scans (files 2.5% bigger
+# than with 32,000), small enough that a day's buffers stay bounded whatever the day's size,
+# and that little of the last day is left to compress once its last page is in.
+ROW_GROUP_ROWS = 8_000
 # Rows buffered for the next row groups, over every (table, day) of a sync: past this, the
 # biggest buffers are written out early, so a window of many days stays as small as one day.
 BUFFERED_BYTES = 24 * 2**20
