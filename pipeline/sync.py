@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,11 @@ PageCallback = Callable[[int], None]
 
 # Sessions per flatten call on the decoded path: Arrow's per-call cost is paid per batch.
 FLATTEN_BATCH_ROWS = 2_000
+# Seconds of paging left (at the window's rate so far, by the stores' opening counts) when the
+# window's writer opens: DuckDB's open (25-45 ms) then overlaps the last pages instead of
+# following them, and readers of the warehouse wait that much longer at most (unless the
+# server's count is far too low).
+OPEN_THE_WRITER_BEFORE_THE_END = 0.1
 
 
 _COPY_KEYS = pa.schema(
@@ -205,6 +211,7 @@ def sync_range(
     ctx = SyncContext(new_sync_id(now), now, zone, first_day, last_day)
     pages_before, retries_before = client.stats.pages, client.stats.retries
 
+    started = time.monotonic()
     lake.sweep_abandoned()
     recover(warehouse)
     store_counts = count_stores(client, window, today=today)
@@ -272,22 +279,29 @@ def sync_range(
             unknown_enum_values=dict(stats.unknown_enum_values),
         )
 
-    # The window's writer connection, under the writer lock: opened while the stores' closing
-    # counts are asked, closed after the last day is committed (or before a store is read
-    # again, and opened anew after it).
+    # The window's writer connection, under the writer lock: opened as the last pages come in
+    # (or at the latest while the stores' closing counts are asked), closed after the last day
+    # is committed (or before a store is read again, and opened anew after it).
     committing = contextlib.ExitStack()
     connection: list[duckdb.DuckDBPyConnection] = []
     current_store = False
+    sessions_read = 0
+
+    def open_the_writer() -> None:
+        connection.append(committing.enter_context(warehouse.writer()))
 
     def prepare_commit() -> None:
         """Every page is in and only the closing counts are on the wire: spend that round trip
         on what the commit needs either way. The buffered rows are compressed in the background
-        while the warehouse opens; if a count changed, the store is read again, and its rows
-        become more row groups of the same files."""
+        while the warehouse opens (unless it is open already); if a count changed, the store is
+        read again, and its rows become more row groups of the same files."""
         flush(current_store)
+        if connection:
+            writer.write_out()
+            return
         with ThreadPoolExecutor(1, thread_name_prefix="evo-write-out") as background:
             written = background.submit(writer.write_out)
-            connection.append(committing.enter_context(warehouse.writer()))
+            open_the_writer()
             written.result()
 
     def close_the_writer() -> None:
@@ -311,6 +325,11 @@ def sync_range(
                 if archive != current_store:
                     flush(current_store)
                     current_store = archive
+                sessions_read += page.count
+                if not connection and ends_soon(
+                    server_total, sessions_read, time.monotonic() - started
+                ):
+                    open_the_writer()
                 if page.columns is not None:
                     batch.append(page)
                     batch_rows += page.count
@@ -349,6 +368,15 @@ def sync_range(
         finally:
             lake.discard(ctx.sync_id)
     return summaries
+
+
+def ends_soon(server_total: int | None, sessions_read: int, seconds: float) -> bool:
+    """Whether the sessions the counts leave to read take under
+    ``OPEN_THE_WRITER_BEFORE_THE_END`` at the rate of the first ``seconds``."""
+    if server_total is None or sessions_read <= 0:
+        return False
+    left = server_total - sessions_read
+    return left > 0 and left * seconds / sessions_read <= OPEN_THE_WRITER_BEFORE_THE_END
 
 
 def recover(warehouse: Warehouse) -> int:
