@@ -49,6 +49,9 @@ PageCallback = Callable[[int], None]
 
 # Sessions per flatten call on the decoded path: Arrow's per-call cost is paid per batch.
 FLATTEN_BATCH_ROWS = 2_000
+# Once the writer is open (the last pages are coming), smaller batches: less is left to
+# flatten after the last page.
+FLATTEN_BATCH_ROWS_NEAR_THE_END = 500
 # Seconds of paging left (at the window's rate so far, by the stores' opening counts) when the
 # window's writer opens: DuckDB's open (25-45 ms) then overlaps the last pages instead of
 # following them, and readers of the warehouse wait that much longer at most (unless the
@@ -333,7 +336,9 @@ def sync_range(
                 if page.columns is not None:
                     batch.append(page)
                     batch_rows += page.count
-                    if batch_rows >= FLATTEN_BATCH_ROWS:
+                    if batch_rows >= (
+                        FLATTEN_BATCH_ROWS_NEAR_THE_END if connection else FLATTEN_BATCH_ROWS
+                    ):
                         flush(archive)
                     continue
                 flush(archive)

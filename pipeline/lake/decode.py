@@ -128,22 +128,20 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
 
 def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
     """Decoded pages' sessions as one ``SESSION_WIRE`` array: ``applicationData`` becomes a
-    map. Each page's inferred ``applicationData`` struct is first widened to the keys of all
-    the pages (no compute: buffers are reused), so that the pages concatenate in one call and
-    the conversion runs once per batch: every Arrow call that releases the GIL may wait a
-    switch interval to take it back while the paging threads are busy."""
-    keys: dict[str, None] = {}
-    for sessions in pages:
-        data = _application_data_type(sessions)
-        if data is not None and pa.types.is_struct(data):
-            keys.update((data.field(i).name, None) for i in range(data.num_fields))
-    data_type = pa.struct([(key, pa.string()) for key in keys])
-    sessions = pa.concat_arrays([_widen_page(page, data_type) for page in pages])
+    map. Each page inferred its own ``applicationData`` struct (the keys it saw, in the order
+    it saw them); Arrow unifies them by name as it concatenates the pages, in one call, so
+    that the conversion runs once per batch: every Arrow call that releases the GIL may wait
+    a switch interval to take it back while the paging threads are busy."""
+    tables = [pa.Table.from_struct_array(page) for page in pages]
+    table = (
+        tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    )
+    sessions = table.to_struct_array().combine_chunks()
     members = sessions.field("members")
     flat = members.values
+    data = _application_data(flat)
     children = [
-        _struct_to_map(flat.field(f.name)) if f.name == _APPLICATION_DATA else flat.field(f.name)
-        for f in schemas.MEMBER_WIRE
+        data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in schemas.MEMBER_WIRE
     ]
     rebuilt = pa.StructArray.from_arrays(
         children, fields=list(schemas.MEMBER_WIRE), mask=_null_mask(flat)
@@ -157,68 +155,13 @@ def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:
     return pa.StructArray.from_arrays(columns, fields=list(schemas.SESSION_WIRE))
 
 
-def _widen_page(sessions: pa.StructArray, data_type: pa.StructType) -> pa.StructArray:
-    """The page's sessions with ``members`` widened by :func:`_widen_members`."""
-    members = _widen_members(sessions, data_type)
-    return pa.StructArray.from_arrays(
-        [members if f.name == "members" else sessions.field(f.name) for f in schemas.SESSION_WIRE],
-        fields=[
-            pa.field("members", members.type) if f.name == "members" else f
-            for f in schemas.SESSION_WIRE
-        ],
-    )
-
-
-def _application_data_type(sessions: pa.StructArray) -> pa.DataType | None:
-    member = sessions.type.field("members").type.value_type
-    index = member.get_field_index(_APPLICATION_DATA)
-    return None if index < 0 else member.field(index).type
-
-
-def _widen_members(sessions: pa.StructArray, data_type: pa.StructType) -> pa.ListArray:
-    """The page's ``members`` with ``applicationData`` of ``data_type`` (a key the page lacks
-    is all null): same buffers, new type."""
-    members = sessions.field("members")
-    flat = members.values
-    rows = len(flat)
-    kind = _application_data_type(sessions)
-    if kind is not None and pa.types.is_struct(kind):
-        data = flat.field(_APPLICATION_DATA)
-        present = {kind.field(i).name: i for i in range(kind.num_fields)}
-        fields = [
-            data.field(present[key])
-            if key in present and pa.types.is_string(kind.field(present[key]).type)
-            else pa.nulls(rows, pa.string())
-            for key in data_type.names
-        ]
-        validity, null_count = data.buffers()[0], data.null_count
-    else:  # null or absent on every member of the page
-        fields = [pa.nulls(rows, pa.string()) for _ in data_type.names]
-        validity, null_count = pa.py_buffer(bytes((rows + 7) // 8)), rows
-    data = pa.Array.from_buffers(
-        data_type, rows, [validity], null_count=null_count, children=fields
-    )
-    member_fields = [
-        pa.field(_APPLICATION_DATA, data_type) if f.name == _APPLICATION_DATA else f
-        for f in schemas.MEMBER_WIRE
-    ]
-    member_type = pa.struct(member_fields)
-    rebuilt = pa.Array.from_buffers(
-        member_type,
-        rows,
-        [flat.buffers()[0]],
-        null_count=flat.null_count,
-        children=[
-            data if f.name == _APPLICATION_DATA else flat.field(f.name) for f in member_fields
-        ],
-    )
-    return pa.Array.from_buffers(
-        pa.list_(member_type),
-        len(members),
-        members.buffers()[:2],
-        null_count=members.null_count,
-        children=[rebuilt],
-    )
+def _application_data(members: pa.StructArray) -> pa.Array:
+    """The members' ``applicationData`` as a map; null where no member of the batch had one
+    (inference then gives it the null type, or no field at all)."""
+    index = members.type.get_field_index(_APPLICATION_DATA)
+    if index < 0 or not pa.types.is_struct(members.type.field(index).type):
+        return pa.nulls(len(members), _MAP)
+    return _struct_to_map(members.field(index))
 
 
 def _is_wire_shape(sessions: pa.StructArray) -> bool:
