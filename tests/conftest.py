@@ -63,7 +63,10 @@ def built_warehouse(tmp_path_factory):
     from pipeline.emulator import EmulatorConfig, run_emulator
 
     data_dir = tmp_path_factory.mktemp("built")
-    config = EmulatorConfig(seed=41, sessions_per_day=300, days_of_history=9, now=NOW)
+    # Every day the same volume: the days are relative to today, and may be a weekend.
+    config = EmulatorConfig(
+        seed=41, sessions_per_day=300, days_of_history=9, now=NOW, weekend_factor=1.0
+    )
     first, last = NOW.date() - timedelta(days=5), NOW.date() - timedelta(days=1)
     with run_emulator(config) as emulator:
         with pytest.MonkeyPatch.context() as env:  # only for the backfill: no leaks

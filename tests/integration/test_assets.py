@@ -28,7 +28,10 @@ CHILD_TABLES = {
 
 @pytest.fixture(scope="module")
 def emulator():
-    config = EmulatorConfig(seed=21, sessions_per_day=300, days_of_history=8, now=NOW)
+    # Every day the same volume: the days tested are relative to today, and may be a weekend.
+    config = EmulatorConfig(
+        seed=21, sessions_per_day=300, days_of_history=8, now=NOW, weekend_factor=1.0
+    )
     with run_emulator(config) as running:
         yield running
 
