@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -282,39 +282,23 @@ def sync_range(
             unknown_enum_values=dict(stats.unknown_enum_values),
         )
 
-    # The window's writer connection, under the writer lock: opened as the last pages come in
-    # (or at the latest while the stores' closing counts are asked), closed after the last day
-    # is committed (or before a store is read again, and opened anew after it).
-    committing = contextlib.ExitStack()
-    connection: list[duckdb.DuckDBPyConnection] = []
+    # The window's writer connection (under the writer lock) is opened in the background as the
+    # last pages come in, or at the latest while the stores' closing counts are asked; it is
+    # closed after the last day is committed, or before a store is read again.
     current_store = False
     sessions_read = 0
 
-    def open_the_writer() -> None:
-        connection.append(committing.enter_context(warehouse.writer()))
-
     def prepare_commit() -> None:
         """Every page is in and only the closing counts are on the wire: spend that round trip
-        on what the commit needs either way. The buffered rows are compressed in the background
-        while the warehouse opens (unless it is open already); if a count changed, the store is
-        read again, and its rows become more row groups of the same files."""
+        on what the commit needs either way. The buffered rows are compressed while the
+        warehouse opens; if a count changed, the store is read again, and its rows become more
+        row groups of the same files."""
+        opening.start()
         flush(current_store)
-        if connection:
-            writer.write_out()
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="evo-write-out") as background:
-            written = background.submit(writer.write_out)
-            open_the_writer()
-            written.result()
-
-    def close_the_writer() -> None:
-        """A store is read again, one request at a time: readers of the warehouse must not
-        wait for that."""
-        committing.close()
-        connection.clear()
+        writer.write_out()
 
     summaries = []
-    with committing:
+    with _WriterOpening(warehouse) as opening:
         try:
             for archive, page in iter_window_pages(
                 client,
@@ -323,21 +307,22 @@ def sync_range(
                 decoder=decode_sessions_page,
                 counts_before=store_counts,
                 while_counting=prepare_commit,
-                before_reading_again=close_the_writer,
+                # A store is read again one request at a time: readers must not wait for that.
+                before_reading_again=opening.close,
             ):
                 if archive != current_store:
                     flush(current_store)
                     current_store = archive
                 sessions_read += page.count
-                if not connection and ends_soon(
+                if not opening.started and ends_soon(
                     server_total, sessions_read, time.monotonic() - started
                 ):
-                    open_the_writer()
+                    opening.start()
                 if page.columns is not None:
                     batch.append(page)
                     batch_rows += page.count
                     if batch_rows >= (
-                        FLATTEN_BATCH_ROWS_NEAR_THE_END if connection else FLATTEN_BATCH_ROWS
+                        FLATTEN_BATCH_ROWS_NEAR_THE_END if opening.started else FLATTEN_BATCH_ROWS
                     ):
                         flush(archive)
                     continue
@@ -356,13 +341,12 @@ def sync_range(
             # A day's files and its raw.synced_days row change together: under the writer lock
             # (one connection for the window's days, each day its own transaction), undone here
             # on failure, and by Lake.recover if the process dies midway.
-            if not connection:
-                connection.append(committing.enter_context(warehouse.writer()))
+            connection = opening.connection()
             for day in days:
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
                     summary = summarize(day, files, len(losers.get(day, [])))
-                    replace_day(connection[0], lake, summary)
+                    replace_day(connection, lake, summary)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)
                     raise
@@ -373,6 +357,48 @@ def sync_range(
         finally:
             lake.discard(ctx.sync_id)
     return summaries
+
+
+class _WriterOpening:
+    """A window's warehouse writer connection, opened in a background thread: DuckDB's open
+    (25-45 ms, most of it without the GIL) then overlaps the syncing thread's work on the last
+    pages instead of stopping it. The connection is closed by whichever thread ends the
+    window (``Warehouse.writer``'s lock allows that)."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._warehouse = warehouse
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="evo-writer")
+        self._stack = contextlib.ExitStack()
+        self._opened: Future[duckdb.DuckDBPyConnection] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._opened is not None
+
+    def start(self) -> None:
+        if self._opened is None:
+            self._opened = self._thread.submit(self._stack.enter_context, self._warehouse.writer())
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        self.start()
+        return self._opened.result()
+
+    def close(self) -> None:
+        """Close the connection and release the lock, once an open in progress is done."""
+        if self._opened is not None:
+            with contextlib.suppress(Exception):  # a failed open holds nothing
+                self._opened.result()
+            self._opened = None
+        self._stack.close()
+
+    def __enter__(self) -> _WriterOpening:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.close()
+        finally:
+            self._thread.shutdown()
 
 
 def ends_soon(server_total: int | None, sessions_read: int, seconds: float) -> bool:

@@ -185,7 +185,12 @@ class Warehouse:
         self.path = Path(path).expanduser().resolve()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lake = lake
-        self._lock = FileLock(str(self.path) + ".lock", timeout=lock_timeout)
+        self._lock_timeout = lock_timeout
+        self._lock = FileLock(self._lock_path, timeout=lock_timeout)
+
+    @property
+    def _lock_path(self) -> str:
+        return str(self.path) + ".lock"
 
     def exclusive(self) -> FileLock:
         """The writer lock itself, for writers in other processes (``dbt build``)."""
@@ -193,8 +198,12 @@ class Warehouse:
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """An exclusive read-write connection; other writers wait on the lock."""
-        with self._lock:
+        """An exclusive read-write connection; other writers wait on the lock.
+
+        The lock is this connection's own, not the calling thread's, so that the connection can
+        be opened in one thread and closed in another (a sync opens it in the background). Two
+        holders in one process still exclude each other: each has its own lock file handle."""
+        with FileLock(self._lock_path, timeout=self._lock_timeout, thread_local=False):
             con = duckdb.connect(str(self.path), config=WRITER_CONFIG)
             try:
                 con.execute("SET TimeZone = 'UTC'")

@@ -153,3 +153,27 @@ def test_a_sync_of_the_previous_layout_that_died_is_put_back(lake, warehouse, em
     assert sessions_of(warehouse) == before
     assert not (root / "_trash").exists()
     assert not (root / "sessions" / f"date={DAYS[1]}").exists()
+
+
+def test_a_writer_opened_in_one_thread_closes_in_another_and_excludes_others(tmp_path):
+    """A sync opens its writer in the background and closes it from the syncing thread: the
+    lock must go with the connection, and still keep other writers (even in this process)
+    out while it is held."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filelock import Timeout
+
+    warehouse = Warehouse(tmp_path / "w.duckdb", Lake(str(tmp_path / "lake")), lock_timeout=0.2)
+    opening = warehouse.writer()
+    with ThreadPoolExecutor(1) as pool:
+        con = pool.submit(opening.__enter__).result()
+    con.execute("SELECT 1")
+    other = ThreadPoolExecutor(1)
+    with pytest.raises(Timeout):
+        other.submit(lambda: warehouse.writer().__enter__()).result()
+    assert threading.current_thread() is threading.main_thread()
+    opening.__exit__(None, None, None)  # closed by the thread that did not open it
+    with warehouse.writer() as again:
+        assert again.execute("SELECT count(*) FROM raw.synced_days").fetchone() == (0,)
+    other.shutdown()
