@@ -14,8 +14,9 @@ file operations go through a ``pyarrow.fs`` filesystem.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,8 @@ ROW_GROUP_ROWS = 8_000
 # Rows buffered for the next row groups, over every (table, day) of a sync: past this, the
 # biggest buffers are written out early, so a window of many days stays as small as one day.
 BUFFERED_BYTES = 24 * 2**20
+# Row groups handed to the compressing thread and not yet written: bounds the memory they hold.
+ROW_GROUPS_IN_FLIGHT = 2
 # zstd level 1: on session pages as small as level 3 (within 2%), written ~35% faster.
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1}
 # A sync's staging folder lives minutes; one this old belongs to a crashed process.
@@ -241,6 +244,9 @@ class RangeWriter:
 
     Memory stays bounded: each (table, day) buffers at most ``ROW_GROUP_ROWS`` rows before the
     buffer is written out as a row group, and all buffers together about ``BUFFERED_BYTES``.
+    Row groups are encoded and compressed in a thread of their own (Arrow releases the GIL
+    there), in order, at most ``ROW_GROUPS_IN_FLIGHT`` at a time: the syncing thread goes on
+    with the next pages meanwhile instead of stopping 10-40 ms for each.
     """
 
     def __init__(self, lake: Lake, sync_id: str, days: list[date]) -> None:
@@ -250,6 +256,8 @@ class RangeWriter:
         self._buffers: dict[tuple[str, date], _Buffer] = defaultdict(_Buffer)
         self._buffered_bytes = 0
         self.rows: dict[tuple[str, date], int] = defaultdict(int)
+        self._compressing = ThreadPoolExecutor(1, thread_name_prefix="evo-parquet")
+        self._in_flight: deque[Future[None]] = deque()
 
     def staged_dir(self, table: str, day: date) -> str:
         return f"{self.lake.staging_dir(self.sync_id)}/{table}/date={day.isoformat()}"
@@ -295,6 +303,20 @@ class RangeWriter:
             self._flush(name, biggest_day, biggest)
 
     def _flush(self, table_name: str, day: date, buffer: _Buffer) -> None:
+        tables, buffer.tables = buffer.tables, []
+        buffer.rows = 0
+        self._buffered_bytes -= buffer.nbytes
+        buffer.nbytes = 0
+        self._in_flight.append(
+            self._compressing.submit(self._write_row_group, table_name, day, buffer, tables)
+        )
+        while len(self._in_flight) > ROW_GROUPS_IN_FLIGHT:
+            self._in_flight.popleft().result()
+
+    def _write_row_group(
+        self, table_name: str, day: date, buffer: _Buffer, tables: list[pa.Table]
+    ) -> None:
+        """In the compressing thread: the file is opened with its first row group (or empty)."""
         if buffer.writer is None:
             directory = self.staged_dir(table_name, day)
             self.lake.fs.create_dir(directory, recursive=True)
@@ -305,20 +327,18 @@ class RangeWriter:
                 use_dictionary=dictionary_columns(SESSION_TABLES[table_name]),
                 **PARQUET_OPTIONS,
             )
-        if buffer.tables:
-            buffer.writer.write_table(
-                pa.concat_tables(buffer.tables), row_group_size=ROW_GROUP_ROWS
-            )
+        if tables:
+            buffer.writer.write_table(pa.concat_tables(tables), row_group_size=ROW_GROUP_ROWS)
             failpoint("after_first_row_group")
-        buffer.tables.clear()
-        buffer.rows = 0
-        self._buffered_bytes -= buffer.nbytes
-        buffer.nbytes = 0
+
+    def _wait_for_row_groups(self) -> None:
+        while self._in_flight:
+            self._in_flight.popleft().result()
 
     def write_out(self, before: date | None = None) -> None:
-        """Write the buffered rows out as row groups now (only the days before ``before``, if
-        given). The files stay open: a row that still comes for such a day becomes one more row
-        group."""
+        """Hand the buffered rows to the compressing thread now (only the days before
+        ``before``, if given). The files stay open: a row that still comes for such a day
+        becomes one more row group."""
         for (table_name, day), buffer in self._buffers.items():
             if buffer.tables and (before is None or day < before):
                 self._flush(table_name, day, buffer)
@@ -327,16 +347,23 @@ class RangeWriter:
         """Close every file (empty days get empty files) and return the staged folders."""
         staged: dict[date, dict[str, str]] = {}
         for day in self.days:
+            for table_name in SESSION_TABLES:
+                self._flush(table_name, day, self._buffers[(table_name, day)])
+        self._wait_for_row_groups()
+        self._compressing.shutdown()
+        for day in self.days:
             staged[day] = {}
             for table_name in SESSION_TABLES:
-                buffer = self._buffers[(table_name, day)]
-                self._flush(table_name, day, buffer)
-                buffer.writer.close()
+                self._buffers[(table_name, day)].writer.close()
                 staged[day][table_name] = self.staged_dir(table_name, day)
         self._buffers.clear()
         return staged
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait_for_row_groups()
+        self._in_flight.clear()
+        self._compressing.shutdown()
         for buffer in self._buffers.values():
             if buffer.writer is not None:
                 with contextlib.suppress(Exception):

@@ -82,3 +82,33 @@ def test_columns_with_a_value_per_row_are_written_without_a_dictionary(tmp_path)
         }
         assert low_cardinality in dictionary
         assert not dictionary & VALUE_PER_ROW, (table, dictionary & VALUE_PER_ROW)
+
+
+def test_row_groups_compressed_in_the_background_keep_their_order_and_their_errors(
+    tmp_path, monkeypatch
+):
+    import pytest
+
+    import pipeline.lake.store as store
+
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 10)  # a row group every few sessions
+    rng = random.Random(6)
+    writer = RangeWriter(Lake(str(tmp_path)), "sync1", [DAY])
+    for start in range(0, 60, 6):
+        writer.write(page(rng, DAY, range(start, start + 6), start))
+    staged = writer.finish()
+    sessions = pq.ParquetFile(f"{staged[DAY]['sessions']}/{STAGED_FILE}")
+    assert sessions.metadata.num_row_groups > 3
+    assert sessions.read().column("copy_ordinal").to_pylist() == list(range(60))
+
+    failing = RangeWriter(Lake(str(tmp_path)), "sync2", [DAY])
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):  # the thread's failure reaches the
+        failing.write(page(rng, DAY, range(12), 0))  # sync at the next row group or at the end
+        failing.finish()
+    failing.abort()
+    assert not (tmp_path / "_staging" / "sync2").exists()
