@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from pipeline.evo.client import DecodedPage
@@ -49,8 +50,10 @@ _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
 # does not count.
 _NULL_AFTER_KEY = rb'\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
 _APPLICATION_DATA_KEY = b'"applicationData"'
-# Matched only where bytes.find (much faster than the regex's own scan) finds the key.
-_NULL_AFTER_APPLICATION_DATA_KEY = re.compile(_NULL_AFTER_KEY)
+# The same for RE2, run by Arrow without the GIL (RE2 has no possessive quantifiers, and needs
+# none: it does not backtrack). On valid JSON, a "null" outside strings inside the object can
+# only be a null value.
+_NULL_IN_APPLICATION_DATA = r'"applicationData"\s*:\s*\{(?:"(?:[^"\\]|\\.)*"|[^"{}])*?null'
 # The same, for a body that spells the key with \u escapes (only then is the slower one run).
 _NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
     b'"'
@@ -62,13 +65,15 @@ _NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
 )
 
 
-def _explicit_null_in_application_data(text: bytes) -> bool:
-    position = text.find(_APPLICATION_DATA_KEY)
-    while position >= 0:
-        position += len(_APPLICATION_DATA_KEY)
-        if _NULL_AFTER_APPLICATION_DATA_KEY.match(text, position):
-            return True
-        position = text.find(_APPLICATION_DATA_KEY, position)
+def _explicit_null_in_application_data(text: bytes, body: pa.StringArray) -> bool:
+    """``body``: ``text`` as a one-string Arrow array, already checked to be UTF-8. The check
+    runs on every page; in Arrow it leaves the GIL to the other paging threads (in Python it
+    held it for 0.2 ms per page)."""
+    if (
+        text.find(_APPLICATION_DATA_KEY) >= 0
+        and pc.any(pc.match_substring_regex(body, _NULL_IN_APPLICATION_DATA)).as_py()
+    ):
+        return True
     return _has_unicode_escape(text) and _NULL_IN_ESCAPED_APPLICATION_DATA.search(text) is not None
 
 
@@ -99,7 +104,8 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
     # whitespace between tokens, but the ordinary parser is the judge of such bodies.
     if not text.startswith(b"{") or b"\n" in text or b"\r" in text:
         return None
-    if _explicit_null_in_application_data(text) or not _is_utf8(text):
+    one_string = _as_string(text)
+    if not _is_utf8(one_string) or _explicit_null_in_application_data(text, one_string):
         return None
     try:
         table = pj.read_json(
@@ -248,13 +254,16 @@ def _is_valid(array: pa.Array) -> np.ndarray:
     return bits[array.offset :].astype(bool)
 
 
-def _is_utf8(text: bytes) -> bool:
-    """Arrow's JSON reader passes invalid UTF-8 through; the ordinary parser repairs it."""
+def _as_string(text: bytes) -> pa.StringArray:
+    """``text`` as a one-string Arrow array, without copying it (nor checking it)."""
     offsets = pa.py_buffer(np.array([0, len(text)], dtype=np.int32))
+    return pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(text)])
+
+
+def _is_utf8(body: pa.StringArray) -> bool:
+    """Arrow's JSON reader passes invalid UTF-8 through; the ordinary parser repairs it."""
     try:
-        pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(text)]).validate(
-            full=True
-        )
+        body.validate(full=True)
     except pa.ArrowInvalid:
         return False
     return True
