@@ -46,15 +46,14 @@ _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_PAGE_JSON, unexpected_field_be
 _READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError)
 # Inference reads a struct's "missing" and "null" alike; an explicit null inside
 # applicationData must survive as a key with a null value, so such pages take the dict path.
-# Strings are skipped whole (possessively: this runs on every page), so a "null" inside a value
-# does not count.
-_NULL_AFTER_KEY = rb'\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
+# Found by an RE2 regex that Arrow runs without the GIL, on every page: strings are skipped
+# whole, so a "null" inside a value does not count, and on valid JSON a "null" outside strings
+# inside the object can only be a null value.
 _APPLICATION_DATA_KEY = b'"applicationData"'
-# The same for RE2, run by Arrow without the GIL (RE2 has no possessive quantifiers, and needs
-# none: it does not backtrack). On valid JSON, a "null" outside strings inside the object can
-# only be a null value.
 _NULL_IN_APPLICATION_DATA = r'"applicationData"\s*:\s*\{(?:"(?:[^"\\]|\\.)*"|[^"{}])*?null'
-# The same, for a body that spells the key with \u escapes (only then is the slower one run).
+# The same in Python's re (possessive, as it backtracks), for a body that spells the key with
+# \u escapes: only then is it run.
+_NULL_AFTER_KEY = rb'\s*:\s*\{(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^"{}n]++|n(?!ull\b))*+null'
 _NULL_IN_ESCAPED_APPLICATION_DATA = re.compile(
     b'"'
     + b"".join(
