@@ -26,11 +26,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.evo.client import EvoVoiceClient, Page
-from pipeline.evo.sessions import count_stores, iter_window_pages, request_window, total_count
+from pipeline.evo.client import (
+    BadResponse,
+    EvoVoiceClient,
+    Page,
+    parse_screened_page,
+)
+from pipeline.evo.sessions import (
+    SESSIONS_PATH,
+    count_stores,
+    iter_window_pages,
+    request_window,
+    store_label,
+    total_count,
+)
 from pipeline.failpoints import failpoint
 from pipeline.lake import schemas
-from pipeline.lake.decode import decode_sessions_page, to_wire
+from pipeline.lake.decode import (
+    decode_sessions_page,
+    parse_screened_pages,
+    screen_sessions_page,
+    to_wire,
+)
 from pipeline.lake.flatten import FlatPage, PageStats, SyncContext, flatten_columnar, flatten_page
 from pipeline.lake.store import PARQUET_OPTIONS, STAGED_FILE, Lake, RangeWriter
 from pipeline.lake.warehouse import (
@@ -249,15 +266,20 @@ def sync_range(
         pages = list(batch)
         batch.clear()
         batch_rows = 0
-        sessions = to_wire([p.columns for p in pages])
-        numbers = pa.array(np.repeat([p.number for p in pages], [p.count for p in pages]))
-        flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
-        if flat is None:  # a session is rejected: its page goes the dict way, which says why
-            for p in pages:
-                stage_items(orjson.loads(p.body).get("items") or [], p.number, archive)
-            return
-        ordinal += len(sessions)
-        stage(flat, archive)
+        label = store_label(window, archive)
+        arrays, rows, by_dict = _decode_batch(pages, what=label)
+        if arrays:
+            sessions = to_wire(arrays)
+            numbers = pa.array(np.repeat([p.number for p, _ in rows], [n for _, n in rows]))
+            flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
+            if flat is None:  # a session is rejected: its page goes the dict way, which says why
+                for p, _ in rows:
+                    stage_items(orjson.loads(p.body).get("items") or [], p.number, archive)
+            else:
+                ordinal += len(sessions)
+                stage(flat, archive)
+        for p in by_dict:
+            stage_items(p.items, p.number, archive)
 
     def summarize(day: date, files: dict[str, str], removed: int) -> DaySummary:
         return DaySummary(
@@ -286,7 +308,8 @@ def sync_range(
     # last pages come in, or at the latest while the stores' closing counts are asked; it is
     # closed after the last day is committed, or before a store is read again.
     current_store = False
-    sessions_read = 0
+    sessions_read = 0  # screened pages count as full until parsed: only for ends_soon
+    page_size = client.settings.page_size
 
     def prepare_commit() -> None:
         """Every page is in and only the closing counts are on the wire: spend that round trip
@@ -304,7 +327,7 @@ def sync_range(
                 client,
                 window,
                 today=today,
-                decoder=decode_sessions_page,
+                decoder=screen_sessions_page,
                 counts_before=store_counts,
                 while_counting=prepare_commit,
                 # A store is read again one request at a time: readers must not wait for that.
@@ -313,14 +336,14 @@ def sync_range(
                 if archive != current_store:
                     flush(current_store)
                     current_store = archive
-                sessions_read += page.count
+                sessions_read += page.count if page.count is not None else page_size
                 if not opening.started and ends_soon(
                     server_total, sessions_read, time.monotonic() - started
                 ):
                     opening.start()
-                if page.columns is not None:
+                if page.columns is not None or page.screened:
                     batch.append(page)
-                    batch_rows += page.count
+                    batch_rows += page.count if page.count is not None else page_size
                     if batch_rows >= (
                         FLATTEN_BATCH_ROWS_NEAR_THE_END if opening.started else FLATTEN_BATCH_ROWS
                     ):
@@ -357,6 +380,48 @@ def sync_range(
         finally:
             lake.discard(ctx.sync_id)
     return summaries
+
+
+def _decode_batch(
+    pages: list[Page], *, what: str
+) -> tuple[list[pa.StructArray], list[tuple[Page, int]], list[Page]]:
+    """A batch's sessions as Arrow arrays, with the page and session count of their rows in
+    order, and the pages only the dict path takes (parsed as dicts).
+
+    Pages come decoded by the paging threads, or screened there and parsed here, all in one
+    call; a batch that call cannot take is parsed a page at a time, to find which pages take
+    the dict path. A screened page whose paging facts (empty? more pages?) disagree with its
+    parse fails the window: the paging already acted on them."""
+    arrays = [p.columns for p in pages if p.columns is not None]
+    rows = [(p, p.count or 0) for p in pages if p.columns is not None]
+    screened = [p for p in pages if p.screened]
+    if not screened:
+        return arrays, rows, []
+    parsed = parse_screened_pages([p.body for p in screened])
+    if parsed is not None:
+        for page, count, more in zip(screened, parsed.counts, parsed.has_more_pages, strict=True):
+            _check_screened(page, count == 0, more, what)
+        arrays.append(parsed.sessions)
+        rows.extend(zip(screened, parsed.counts, strict=True))
+        return arrays, rows, []
+    by_dict = []
+    for page in screened:
+        one = decode_sessions_page(page.body)
+        if one is None:
+            by_dict.append(parse_screened_page(page, path=SESSIONS_PATH, what=what))
+            continue
+        _check_screened(page, not one.ids, one.has_more_pages, what)
+        arrays.append(one.columns)
+        rows.append((page, len(one.ids)))
+    return arrays, rows, by_dict
+
+
+def _check_screened(page: Page, empty: bool, more: bool | None, what: str) -> None:
+    if empty != page.empty or more is not page.has_more_pages:
+        raise BadResponse(
+            f"GET {SESSIONS_PATH} ({what} page {page.number}): the paging facts read from the "
+            "body disagree with its parse (a repeated key?)"
+        )
 
 
 class _WriterOpening:

@@ -57,24 +57,30 @@ MAX_PAGES = 1_000_000
 @dataclass(frozen=True)
 class DecodedPage:
     """A page body turned into columns by a caller's :data:`PageDecoder`; the client only reads
-    the paging facts from it and passes ``columns`` on untouched."""
+    the paging facts from it and passes ``columns`` on untouched.
+
+    A decoder may also only *screen* a body: read its paging facts from the bytes and leave the
+    parse to the caller (``columns`` and ``ids`` None, ``empty`` set), who then parses bodies
+    in batches, away from the paging threads."""
 
     columns: Any
-    ids: list[Any]
+    ids: list[Any] | None
     has_more_pages: bool | None
     total_count: int | None
     body: bytes | None = None
+    empty: bool | None = None  # a screened page: whether its items list is empty
 
 
 PageDecoder = Callable[[bytes], DecodedPage | None]
-"""Decodes a page body faster than ``orjson`` + dicts, or returns None for any body it cannot
-take exactly (the client then parses it the ordinary way, with every check)."""
+"""Decodes (or screens) a page body faster than ``orjson`` + dicts, or returns None for any
+body it cannot take exactly (the client then parses it the ordinary way, with every check)."""
 
 
 @dataclass(frozen=True)
 class Page:
     """One page of a ``List*`` response: parsed JSON ``items``, or a decoder's ``columns``
-    (then ``items`` is empty and ``body`` keeps the raw JSON for a caller that needs dicts)."""
+    (then ``items`` is empty and ``body`` keeps the raw JSON for a caller that needs dicts), or
+    a screened ``body`` the caller has yet to parse (``empty`` set, ``columns`` None)."""
 
     number: int
     items: list[dict[str, Any]]
@@ -83,14 +89,23 @@ class Page:
     columns: Any = None
     ids: list[Any] | None = None
     body: bytes | None = None
+    empty: bool | None = None
 
     @property
-    def count(self) -> int:
+    def screened(self) -> bool:
+        return self.empty is not None
+
+    @property
+    def count(self) -> int | None:
+        """The number of items; None for a screened page (not parsed yet)."""
+        if self.screened:
+            return None
         return len(self.items) if self.ids is None else len(self.ids)
 
     @property
     def is_last(self) -> bool:
-        return self.count == 0 or self.has_more_pages is False
+        empty = self.empty if self.screened else self.count == 0
+        return bool(empty) or self.has_more_pages is False
 
     def item_ids(self) -> list[Any]:
         if self.ids is not None:
@@ -642,34 +657,10 @@ class EvoVoiceClient:
                 columns=payload.columns,
                 ids=payload.ids,
                 body=payload.body,
+                empty=payload.empty,
             )
-        status = payload.get("responseStatus")
-        if isinstance(status, dict) and status.get("errorCode"):
-            raise BadResponse(
-                f"GET {path} ({page_what}): HTTP 200 carrying an error: "
-                f"{str(status.get('errorCode'))[:80]} {str(status.get('message') or '')[:200]}"
-            )
-        if "items" not in payload and not PAGING_KEYS & payload.keys():
-            raise BadResponse(
-                f"GET {path} ({page_what}): not a list response (no 'items'; keys: "
-                f"{', '.join(sorted(map(str, payload))[:10]) or 'none'})"
-            )
-        items = payload.get("items", [])
-        if items is None:
-            items = []
-        if not isinstance(items, list):
-            raise BadResponse(
-                f"GET {path} ({page_what}): 'items' is {type(items).__name__}, not a list"
-            )
-        has_more = payload.get("hasMorePages")
-        total = payload.get("totalCount")
         self.stats.add(pages=1)
-        return Page(
-            number=number,
-            items=items,
-            has_more_pages=has_more if isinstance(has_more, bool) else None,
-            total_count=total if isinstance(total, int) else None,
-        )
+        return page_from_payload(payload, number, path=path, what=page_what)
 
     def iter_pages(
         self,
@@ -711,11 +702,11 @@ class EvoVoiceClient:
                     next_number += 1
 
             try:
-                previous_ids: list[Any] | None = None
+                previous: list[Any] | bytes | None = None
                 for number in range(MAX_PAGES):
                     submit_until(number + ahead)
                     page = pending.pop(number).result()
-                    previous_ids = _check_not_repeated(page, previous_ids, path, what)
+                    previous = _check_not_repeated(page, previous, path, what)
                     if not page.is_last:
                         submit_until(number + 1 + ahead)
                     yield page
@@ -770,21 +761,68 @@ def _read_body(response: requests.Response) -> None:
         response._content = b"".join(response.iter_content(chunk_size=None))
 
 
+def page_from_payload(payload: dict[str, Any], number: int, *, path: str, what: str) -> Page:
+    """Page ``number`` of a list response parsed as JSON, after the checks every page gets."""
+    status = payload.get("responseStatus")
+    if isinstance(status, dict) and status.get("errorCode"):
+        raise BadResponse(
+            f"GET {path} ({what}): HTTP 200 carrying an error: "
+            f"{str(status.get('errorCode'))[:80]} {str(status.get('message') or '')[:200]}"
+        )
+    if "items" not in payload and not PAGING_KEYS & payload.keys():
+        raise BadResponse(
+            f"GET {path} ({what}): not a list response (no 'items'; keys: "
+            f"{', '.join(sorted(map(str, payload))[:10]) or 'none'})"
+        )
+    items = payload.get("items", [])
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise BadResponse(f"GET {path} ({what}): 'items' is {type(items).__name__}, not a list")
+    has_more = payload.get("hasMorePages")
+    total = payload.get("totalCount")
+    return Page(
+        number=number,
+        items=items,
+        has_more_pages=has_more if isinstance(has_more, bool) else None,
+        total_count=total if isinstance(total, int) else None,
+    )
+
+
+def parse_screened_page(page: Page, *, path: str, what: str) -> Page:
+    """A screened page parsed the ordinary way (orjson, then every check), for a caller whose
+    own parse could not take its body. A screen only passes valid UTF-8 without escapes, so
+    a body orjson refuses is not JSON at all: too late to fetch again, it fails the caller."""
+    page_what = f"{what} page {page.number}"
+    try:
+        payload = orjson.loads(page.body or b"")
+    except orjson.JSONDecodeError as exc:
+        raise BadResponse(f"GET {path} ({page_what}): the body is not JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise BadResponse(
+            f"GET {path} ({page_what}): expected a JSON object, got {type(payload).__name__}"
+        )
+    parsed = page_from_payload(payload, page.number, path=path, what=page_what)
+    if parsed.is_last != page.is_last:
+        raise BadResponse(
+            f"GET {path} ({page_what}): the paging facts read from the body disagree with its "
+            "parse (a repeated key?)"
+        )
+    return parsed
+
+
 def _check_not_repeated(
-    page: Page, previous_ids: list[Any] | None, path: str, what: str
-) -> list[Any]:
-    ids = page.item_ids()
-    if (
-        previous_ids is not None
-        and ids
-        and ids == previous_ids
-        and page.has_more_pages is not False
-    ):
+    page: Page, previous: list[Any] | bytes | None, path: str, what: str
+) -> list[Any] | bytes:
+    """A page that repeats the previous one: its ids, or for a screened page its very bytes
+    (equal bytes mean equal ids; the ids are not known before the caller parses it)."""
+    seen: list[Any] | bytes = (page.body or b"") if page.screened else page.item_ids()
+    if previous is not None and seen and seen == previous and not page.is_last:
         raise BadResponse(
             f"GET {path} ({what} page {page.number}): the server returned the previous page "
             "again; it may not support the 'page' parameter"
         )
-    return ids
+    return seen
 
 
 def _exhausted(exc: _Retryable, *, path: str, what: str, attempts: int) -> RequestFailed:

@@ -128,7 +128,7 @@ def iter_window_pages(
     with ThreadPoolExecutor(len(stores), thread_name_prefix="evo-count") as counting:
         after: dict[bool, Future[int | None]] = {}
         for archive in stores:
-            label, params = _store_label(window, archive), session_params(client, window, archive)
+            label, params = store_label(window, archive), session_params(client, window, archive)
             for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
                 if page.is_last:
                     after[archive] = counting.submit(
@@ -144,7 +144,7 @@ def iter_window_pages(
             if not reading_again and before_reading_again is not None:
                 before_reading_again()
             reading_again = True
-            label, params = _store_label(window, archive), session_params(client, window, archive)
+            label, params = store_label(window, archive), session_params(client, window, archive)
             log.info(
                 "%s: %s sessions became %s while paging; reading again",
                 label,
@@ -186,7 +186,7 @@ def total_count(counts: Mapping[bool, int | None]) -> int | None:
     return sum(counts.values())
 
 
-def _store_label(window: RequestWindow, archive: bool) -> str:
+def store_label(window: RequestWindow, archive: bool) -> str:
     return f"{_label(window)} ({'archive' if archive else 'live'})"
 
 
