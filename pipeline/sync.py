@@ -30,7 +30,6 @@ from pipeline.evo.client import (
     BadResponse,
     EvoVoiceClient,
     Page,
-    parse_screened_page,
 )
 from pipeline.evo.sessions import (
     SESSIONS_PATH,
@@ -267,7 +266,7 @@ def sync_range(
         batch.clear()
         batch_rows = 0
         label = store_label(window, archive)
-        arrays, rows, by_dict = _decode_batch(pages, what=label)
+        arrays, rows, by_dict = _decode_batch(client, pages, what=label)
         if arrays:
             sessions = to_wire(arrays)
             numbers = pa.array(np.repeat([p.number for p, _ in rows], [n for _, n in rows]))
@@ -383,7 +382,7 @@ def sync_range(
 
 
 def _decode_batch(
-    pages: list[Page], *, what: str
+    client: EvoVoiceClient, pages: list[Page], *, what: str
 ) -> tuple[list[pa.StructArray], list[tuple[Page, int]], list[Page]]:
     """A batch's sessions as Arrow arrays, with the page and session count of their rows in
     order, and the pages only the dict path takes (parsed as dicts).
@@ -408,7 +407,7 @@ def _decode_batch(
     for page in screened:
         one = decode_sessions_page(page.body)
         if one is None:
-            by_dict.append(parse_screened_page(page, path=SESSIONS_PATH, what=what))
+            by_dict.append(client.parse_screened_page(page, path=SESSIONS_PATH, what=what))
             continue
         _check_screened(page, not one.ids, one.has_more_pages, what)
         arrays.append(one.columns)

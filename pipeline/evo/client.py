@@ -552,29 +552,56 @@ class EvoVoiceClient:
             decoded = decoder(content)
             if decoded is not None:
                 return decoded
-        try:
-            payload = orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            payload = lenient_json(content)
-            if payload is _NOT_JSON:
-                kind = response.headers.get("Content-Type", "no content type")
-                raise _Retryable(
-                    f"HTTP 200 body is not JSON ({kind}, {len(content)} bytes: {exc})",
-                    response.status_code,
-                ) from None
-            self.stats.add(repaired_bodies=1)
-            log.warning(
-                "GET %s (%s): the body is not strict JSON (%s); decoded leniently, invalid "
-                "characters replaced with U+FFFD",
-                path,
-                what,
-                exc,
+        payload, error = self._loads(content, path=path, what=what)
+        if payload is _NOT_JSON:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise _Retryable(
+                f"HTTP 200 body is not JSON ({kind}, {len(content)} bytes: {error})",
+                response.status_code,
             )
         if not isinstance(payload, dict):
             raise BadResponse(
                 f"GET {path} ({what}): expected a JSON object, got {type(payload).__name__}"
             )
         return payload
+
+    def _loads(self, content: bytes, *, path: str, what: str) -> tuple[Any, str | None]:
+        """The body's JSON, and why orjson refused it: a body that is not strict JSON is
+        decoded leniently, with a warning; ``_NOT_JSON`` if it is not JSON at all."""
+        try:
+            return orjson.loads(content), None
+        except orjson.JSONDecodeError as exc:
+            payload = lenient_json(content)
+            if payload is not _NOT_JSON:
+                self.stats.add(repaired_bodies=1)
+                log.warning(
+                    "GET %s (%s): the body is not strict JSON (%s); decoded leniently, invalid "
+                    "characters replaced with U+FFFD",
+                    path,
+                    what,
+                    exc,
+                )
+            return payload, str(exc)
+
+    def parse_screened_page(self, page: Page, *, path: str, what: str) -> Page:
+        """A screened page parsed the ordinary way (as :meth:`iter_pages` parses a page no
+        decoder takes), for a caller whose own parse could not take its body. Too late to
+        fetch it again: a body that is not JSON at all fails the caller, by page."""
+        page_what = f"{what} page {page.number}"
+        payload, error = self._loads(page.body or b"", path=path, what=page_what)
+        if payload is _NOT_JSON:
+            raise BadResponse(f"GET {path} ({page_what}): the body is not JSON ({error})")
+        if not isinstance(payload, dict):
+            raise BadResponse(
+                f"GET {path} ({page_what}): expected a JSON object, got {type(payload).__name__}"
+            )
+        parsed = page_from_payload(payload, page.number, path=path, what=page_what)
+        if parsed.is_last != page.is_last:
+            raise BadResponse(
+                f"GET {path} ({page_what}): the paging facts read from the body disagree with "
+                "its parse (a repeated key?)"
+            )
+        return parsed
 
     def _with_retries(self, attempt: Callable[[], Any], *, what: str, path: str) -> Any:
         for number in itertools.count(1):
@@ -787,28 +814,6 @@ def page_from_payload(payload: dict[str, Any], number: int, *, path: str, what: 
         has_more_pages=has_more if isinstance(has_more, bool) else None,
         total_count=total if isinstance(total, int) else None,
     )
-
-
-def parse_screened_page(page: Page, *, path: str, what: str) -> Page:
-    """A screened page parsed the ordinary way (orjson, then every check), for a caller whose
-    own parse could not take its body. A screen only passes valid UTF-8 without escapes, so
-    a body orjson refuses is not JSON at all: too late to fetch again, it fails the caller."""
-    page_what = f"{what} page {page.number}"
-    try:
-        payload = orjson.loads(page.body or b"")
-    except orjson.JSONDecodeError as exc:
-        raise BadResponse(f"GET {path} ({page_what}): the body is not JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise BadResponse(
-            f"GET {path} ({page_what}): expected a JSON object, got {type(payload).__name__}"
-        )
-    parsed = page_from_payload(payload, page.number, path=path, what=page_what)
-    if parsed.is_last != page.is_last:
-        raise BadResponse(
-            f"GET {path} ({page_what}): the paging facts read from the body disagree with its "
-            "parse (a repeated key?)"
-        )
-    return parsed
 
 
 def _check_not_repeated(

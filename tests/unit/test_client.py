@@ -20,7 +20,9 @@ import requests
 from requests.adapters import BaseAdapter
 
 from pipeline.evo.client import (
+    DecodedPage,
     EvoVoiceClient,
+    Page,
     PagingStopped,
     RateGate,
     RequestSlots,
@@ -176,6 +178,86 @@ class TestPaging:
         client, _, _ = make_client(page_handler([{"items": {"id": "a"}}]))
         with pytest.raises(BadResponse, match=r"day 2026-11-28 page 0.*not a list"):
             list(client.iter_pages("/sessions", {}, what="day 2026-11-28"))
+
+
+def screen(body: bytes) -> DecodedPage:
+    """A decoder that only screens: the paging facts, no parse (as the sessions' screen)."""
+    payload = json.loads(body)
+    return DecodedPage(
+        columns=None,
+        ids=None,
+        has_more_pages=payload.get("hasMorePages"),
+        total_count=None,
+        body=body,
+        empty=not payload["items"],
+    )
+
+
+class TestScreenedPages:
+    def test_screened_pages_come_unparsed_in_order_and_the_last_one_stops_the_paging(self):
+        pages = [{"items": items(str(n)), "hasMorePages": n < 9} for n in range(10)]
+        client, adapter, _ = make_client(page_handler(pages))
+        got = list(client.iter_pages("/sessions", {}, what="t", concurrency=4, decoder=screen))
+        assert [p.number for p in got] == list(range(10))
+        assert all(p.screened and p.count is None and p.items == [] for p in got)
+        assert [json.loads(p.body)["items"] for p in got] == [items(str(n)) for n in range(10)]
+        queries = [dict(parse_qsl(urlparse(r.url).query)) for r in adapter.requests]
+        pages_asked = [int(q["page"]) for q in queries if "page" in q]
+        assert max(pages_asked) <= 9 + 4  # at most one request per worker past the end
+
+    def test_an_empty_screened_page_ends_the_list_whatever_it_says_of_more_pages(self):
+        pages = [{"items": items("a"), "hasMorePages": True}, {"items": [], "hasMorePages": True}]
+        client, _, _ = make_client(page_handler(pages))
+        got = list(client.iter_pages("/sessions", {}, what="t", decoder=screen))
+        assert [(p.number, p.empty, p.is_last) for p in got] == [(0, False, False), (1, True, True)]
+
+    def test_a_server_ignoring_the_page_parameter_is_detected_from_the_bytes(self):
+        same = {"items": items("a", "b"), "hasMorePages": True}
+        client, _, _ = make_client(page_handler([same] * 5))
+        with pytest.raises(BadResponse, match=r"page 1.*previous page again"):
+            list(client.iter_pages("/sessions", {}, what="day 2026-11-28", decoder=screen))
+
+    @staticmethod
+    def screened(body: bytes, *, empty: bool = False, more: bool = True) -> Page:
+        return Page(
+            number=3, items=[], has_more_pages=more, total_count=None, body=body, empty=empty
+        )
+
+    def test_parsing_a_screened_page_the_ordinary_way(self):
+        body = json.dumps({"items": items("a", "b"), "hasMorePages": True}).encode()
+        page = make_client(page_handler([]))[0].parse_screened_page(
+            self.screened(body), path="/sessions", what="day 1"
+        )
+        assert (page.number, page.items, page.is_last) == (3, items("a", "b"), False)
+
+    def test_a_screened_body_that_is_not_strict_json_is_repaired_as_the_client_would(self):
+        client, _, _ = make_client(page_handler([]))
+        body = b'{"items":[{"id":"a","score":NaN}],"hasMorePages":true}'
+        page = client.parse_screened_page(self.screened(body), path="/sessions", what="day 1")
+        assert page.items[0]["id"] == "a" and page.items[0]["score"] != page.items[0]["score"]
+        assert client.stats.repaired_bodies == 1
+
+    @pytest.mark.parametrize(
+        ("body", "empty", "message"),
+        [
+            (b'{"items":[{"id":"a"}],"hasMorePages":tru}', False, r"page 3.*not JSON"),
+            (b'{"items":[],"hasMorePages":true}', False, r"page 3.*disagree"),
+            (b'{"items":[{"id":"a"}],"hasMorePages":false}', False, r"page 3.*disagree"),
+            (
+                b'{"items":[],"responseStatus":{"errorCode":"Boom"},"hasMorePages":true}',
+                True,
+                r"page 3.*carrying an error: Boom",
+            ),
+        ],
+    )
+    def test_a_screened_page_that_does_not_parse_as_screened_fails_by_name(
+        self, body, empty, message
+    ):
+        client, _, _ = make_client(page_handler([]))
+        with pytest.raises(BadResponse, match=message):
+            client.parse_screened_page(
+                self.screened(body, empty=empty), path="/sessions", what="day 1"
+            )
 
 
 class TestRetries:

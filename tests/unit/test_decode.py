@@ -17,7 +17,12 @@ import pytest
 
 from pipeline.emulator import EmulatorConfig, EvoVoiceEmulator
 from pipeline.lake import schemas
-from pipeline.lake.decode import decode_sessions_page, to_wire
+from pipeline.lake.decode import (
+    decode_sessions_page,
+    parse_screened_pages,
+    screen_sessions_page,
+    to_wire,
+)
 from pipeline.lake.flatten import FlatPage, SyncContext, flatten_columnar, flatten_page
 
 NOW = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -617,3 +622,103 @@ def test_a_batch_of_pages_with_different_application_data_keys_equals_the_dict_p
     want = pa.concat_arrays([wire(orjson.loads(body)["items"]) for body in bodies])
     assert got.to_pylist() == want.to_pylist()
     assert got.equals(want)
+
+
+# -- screened pages, parsed in batches --------------------------------------------------------
+
+
+def test_emulator_pages_are_screened_and_a_batch_parses_to_what_each_page_decodes_to(bodies):
+    screened = [screen_sessions_page(body) for body in bodies]
+    assert all(s is not None and s.columns is None and s.ids is None for s in screened)
+    payloads = [orjson.loads(body) for body in bodies]
+    assert [s.has_more_pages for s in screened] == [p["hasMorePages"] for p in payloads]
+    assert [s.empty for s in screened] == [not p["items"] for p in payloads]
+    assert all(s.body is body for s, body in zip(screened, bodies, strict=True))
+    parsed = parse_screened_pages(bodies)
+    assert parsed is not None
+    assert parsed.counts == [len(p["items"]) for p in payloads]
+    assert parsed.has_more_pages == [p["hasMorePages"] for p in payloads]
+    one_by_one = to_wire([decode_sessions_page(body).columns for body in bodies])
+    assert to_wire([parsed.sessions]).equals(one_by_one)
+    assert to_wire([parsed.sessions]).equals(pa.concat_arrays([wire(p["items"]) for p in payloads]))
+
+
+def batch_path(body: bytes) -> tuple[list, bool | None] | None:
+    """What the sync makes of ``body`` in a batch beside BASE: its sessions as wire dicts and
+    hasMorePages, or None where it takes the dict path."""
+    screened = screen_sessions_page(body)
+    if screened is None:
+        return None
+    if screened.columns is not None:  # a layout the screen does not read: decoded now
+        return to_wire([screened.columns]).to_pylist(), screened.has_more_pages
+    parsed = parse_screened_pages([BASE, body])
+    if parsed is None:
+        return None
+    sessions = to_wire([parsed.sessions]).to_pylist()[parsed.counts[0] :]
+    assert parsed.has_more_pages[1] is screened.has_more_pages
+    assert (parsed.counts[1] == 0) is screened.empty
+    return sessions, screened.has_more_pages
+
+
+@pytest.mark.parametrize("edit", list(TAKES_EXACTLY.values()), ids=list(TAKES_EXACTLY))
+def test_bodies_it_takes_equal_the_dict_path_when_parsed_in_a_batch(edit):
+    body = edit(BASE)
+    payload = orjson.loads(body)
+    got = batch_path(body)
+    assert got is not None
+    assert got == (wire(payload["items"]).to_pylist(), payload["hasMorePages"])
+
+
+@pytest.mark.parametrize("edit", list(FALLS_BACK.values()), ids=list(FALLS_BACK))
+def test_bodies_it_cannot_take_exactly_fall_back_from_a_batch_too(edit):
+    assert batch_path(edit(BASE)) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "more", "empty"),
+    [
+        (BASE, True, False),
+        (page_body(base_items(), hasMorePages=False), False, False),
+        (page_body([], hasMorePages=False), False, True),
+        (page_body([], hasMorePages=True), True, True),  # empty ends the list all the same
+        (sub(b'"items":[]', b'"items":[ \t]')(page_body([])), True, True),
+        (b"  " + BASE + b"\r\n", True, False),
+    ],
+)
+def test_the_screen_reads_the_paging_facts_from_the_bytes(body, more, empty):
+    screened = screen_sessions_page(body)
+    assert screened is not None and screened.columns is None
+    assert (screened.has_more_pages, screened.empty) == (more, empty)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda b: b'{"totalCount":17,' + b[1:].replace(b',"totalCount":17', b""),
+        sub(
+            b',"totalCount":17,"totalPages":0,"hasMorePages":true',
+            b',"hasMorePages":true,"totalCount":17,"totalPages":0',
+        ),
+        sub(b',"hasMorePages":true', b',"hasMorePages" : true'),
+        sub(b'{"items":[', b'{ "items":['),
+        sub(b'"Acme"', b'"Caf\\u00e9"'),  # any escape: a lone surrogate must not be screened
+    ],
+    ids=["items not first", "hasMorePages not last", "spaces", "space first", "escape"],
+)
+def test_a_body_laid_out_otherwise_is_decoded_at_once(edit):
+    body = edit(BASE)
+    assert body != BASE
+    screened = screen_sessions_page(body)
+    assert screened is not None and screened.columns is not None
+    assert to_wire([screened.columns]).equals(wire(orjson.loads(body)["items"]))
+
+
+def test_one_body_the_batch_cannot_take_sends_the_whole_batch_back():
+    null_data = app_data(b'{"k":null}')(BASE)
+    unknown = set_session(brandNewField="x")(BASE)
+    for bad in (null_data, unknown):
+        screened = screen_sessions_page(bad)
+        assert screened is not None and screened.columns is None
+        assert parse_screened_pages([BASE, bad, BASE]) is None
+        assert decode_sessions_page(bad) is None  # and alone it takes the dict path
+    assert parse_screened_pages([BASE, BASE]) is not None
