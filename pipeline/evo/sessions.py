@@ -114,8 +114,9 @@ def iter_window_pages(
     defence; instead the store's ``totalCount`` is asked before and after, and when it
     changed the store is read again with one request at a time, after the other stores.
     ``counts_before``: the stores' counts (:func:`count_stores`) when the caller has just
-    asked for them. The "after" count is asked as soon as a store's last page is in, while
-    the next store is read, so it costs no round trip of its own. ``while_counting`` is called
+    asked for them. The "after" count is asked as soon as every page of a store up to its last
+    one is in (by a paging thread, before the caller has processed them), while the next store
+    is read, so it costs no round trip of its own. ``while_counting`` is called
     once, when the caller is done with the last page of the last store and only the closing
     counts (and requests past the end) are on the wire: the caller's end-of-window work that
     does not depend on them overlaps that round trip. ``before_reading_again`` is called once
@@ -129,12 +130,16 @@ def iter_window_pages(
         after: dict[bool, Future[int | None]] = {}
         for archive in stores:
             label, params = store_label(window, archive), session_params(client, window, archive)
-            for page in client.iter_pages(SESSIONS_PATH, params, what=label, decoder=decoder):
-                if page.is_last:
-                    after[archive] = counting.submit(
-                        client.count, SESSIONS_PATH, params, what=f"{label} count"
-                    )
-                yield archive, page
+
+            def count_after(archive: bool = archive, params: dict = params, label: str = label):
+                after[archive] = counting.submit(
+                    client.count, SESSIONS_PATH, params, what=f"{label} count"
+                )
+
+            for page in client.iter_pages(
+                SESSIONS_PATH, params, what=label, decoder=decoder, at_end=count_after
+            ):
+                yield archive, page  # the last one after count_after was called
                 if page.is_last and archive == stores[-1] and while_counting is not None:
                     while_counting()
         reading_again = False
