@@ -205,6 +205,31 @@ class TestScreenedPages:
         pages_asked = [int(q["page"]) for q in queries if "page" in q]
         assert max(pages_asked) <= 9 + 4  # at most one request per worker past the end
 
+    @pytest.mark.parametrize("workers", [1, 4])
+    def test_at_end_is_called_once_when_every_page_up_to_the_last_is_in(self, workers):
+        pages = [{"items": items(str(n)), "hasMorePages": n < 9} for n in range(10)]
+        served: set[int] = set()
+        serve = page_handler(pages)
+
+        def handler(request):
+            served.add(int(dict(parse_qsl(urlparse(request.url).query)).get("page", -1)))
+            return serve(request)
+
+        client, _, _ = make_client(handler)
+        calls: list[bool] = []  # at each call: had every page 0..9 been answered?
+        seen_before_end: list[int] = []
+
+        def at_end() -> None:
+            calls.append(set(range(10)) <= served)
+
+        for page in client.iter_pages(
+            "/sessions", {}, what="t", concurrency=workers, decoder=screen, at_end=at_end
+        ):
+            if not calls:
+                seen_before_end.append(page.number)
+        assert calls == [True]
+        assert 9 not in seen_before_end  # called before the caller got the last page
+
     def test_an_empty_screened_page_ends_the_list_whatever_it_says_of_more_pages(self):
         pages = [{"items": items("a"), "hasMorePages": True}, {"items": [], "hasMorePages": True}]
         client, _, _ = make_client(page_handler(pages))
