@@ -63,11 +63,10 @@ DayCallback = Callable[[DaySummary], None]
 PageCallback = Callable[[int], None]
 
 
-# Sessions per flatten call on the decoded path: Arrow's per-call cost is paid per batch.
+# Sessions per parse and flatten call: Arrow's per-call cost is paid per batch. Once the writer
+# opens (the last pages are coming), a batch is flushed as soon as no page waits behind it: what
+# is left to do after the last page is then no more than what arrived during the last flush.
 FLATTEN_BATCH_ROWS = 2_000
-# Once the writer is open (the last pages are coming), smaller batches: less is left to
-# flatten after the last page.
-FLATTEN_BATCH_ROWS_NEAR_THE_END = 500
 # Seconds of paging left (at the window's rate so far, by the stores' opening counts) when the
 # window's writer opens: DuckDB's open (25-45 ms) then overlaps the last pages instead of
 # following them, and readers of the warehouse wait that much longer at most (unless the
@@ -343,9 +342,7 @@ def sync_range(
                 if page.columns is not None or page.screened:
                     batch.append(page)
                     batch_rows += page.count if page.count is not None else page_size
-                    if batch_rows >= (
-                        FLATTEN_BATCH_ROWS_NEAR_THE_END if opening.started else FLATTEN_BATCH_ROWS
-                    ):
+                    if batch_rows >= FLATTEN_BATCH_ROWS or (opening.started and not page.next_in):
                         flush(archive)
                     continue
                 flush(archive)

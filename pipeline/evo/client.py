@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -90,6 +90,9 @@ class Page:
     ids: list[Any] | None = None
     body: bytes | None = None
     empty: bool | None = None
+    # The next page had arrived when this one was yielded: a caller that batches pages knows
+    # whether waiting for more would keep it idle.
+    next_in: bool = False
 
     @property
     def screened(self) -> bool:
@@ -742,11 +745,12 @@ class EvoVoiceClient:
                     submit_until(number + ahead)
                     page = pending.pop(number).result()
                     previous = _check_not_repeated(page, previous, path, what)
-                    if not page.is_last:
-                        submit_until(number + 1 + ahead)
-                    yield page
                     if page.is_last:
+                        yield page
                         return
+                    submit_until(number + 1 + ahead)
+                    following = pending.get(number + 1)
+                    yield replace(page, next_in=following is not None and following.done())
                 raise BadResponse(f"GET {path} ({what}): more than {MAX_PAGES} pages")
             finally:
                 slots.close()
