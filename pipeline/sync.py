@@ -240,6 +240,7 @@ def sync_range(
     ordinal = 0
     batch: list[Page] = []
     batch_rows = 0
+    last_ids: dict[bool, tuple[int, pa.Array]] = {}  # per store: the last page flushed
 
     def stage(flat: FlatPage, archive: bool, all_ids: pa.Array | None = None) -> None:
         copies.add(flat, archive, all_ids)
@@ -268,6 +269,9 @@ def sync_range(
         arrays, rows, by_dict = _decode_batch(client, pages, what=label)
         if arrays:
             sessions = to_wire(arrays)
+            last_ids[archive] = _check_not_repeated(
+                rows, sessions.field("id"), last_ids.get(archive), what=label
+            )
             numbers = pa.array(np.repeat([p.number for p, _ in rows], [n for _, n in rows]))
             flat = flatten_columnar(sessions, numbers, first_ordinal=ordinal, ctx=ctx)
             if flat is None:  # a session is rejected: its page goes the dict way, which says why
@@ -410,6 +414,36 @@ def _decode_batch(
         arrays.append(one.columns)
         rows.append((page, len(one.ids)))
     return arrays, rows, by_dict
+
+
+def _check_not_repeated(
+    rows: list[tuple[Page, int]],
+    ids: pa.Array,
+    previous: tuple[int, pa.Array] | None,
+    *,
+    what: str,
+) -> tuple[int, pa.Array]:
+    """Fail on a page that repeats the one before it by its ids (a server ignoring ``page``).
+    The paging threads compare screened pages by their bytes, which differ when any of their
+    sessions changed in between, as they do on a busy day. Returns the last page's ids."""
+    by_number: dict[int, tuple[Page | None, pa.Array]] = {}
+    if previous is not None:
+        by_number[previous[0]] = (None, previous[1])
+    start = 0
+    for page, count in rows:
+        by_number[page.number] = (page, ids.slice(start, count))
+        start += count
+    for number, (page, page_ids) in by_number.items():
+        before = by_number.get(number - 1)
+        if page is None or before is None or not len(page_ids) or page.is_last:
+            continue
+        if page_ids.equals(before[1]):
+            raise BadResponse(
+                f"GET {SESSIONS_PATH} ({what} page {number}): the server returned the previous "
+                "page again; it may not support the 'page' parameter"
+            )
+    last = max(number for number, (page, _) in by_number.items() if page is not None)
+    return last, by_number[last][1]
 
 
 def _check_screened(page: Page, empty: bool, more: bool | None, what: str) -> None:

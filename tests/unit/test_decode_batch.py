@@ -11,7 +11,7 @@ from pipeline.evo.client import EvoVoiceClient, Page
 from pipeline.evo.errors import BadResponse
 from pipeline.evo.settings import EvoVoiceSettings
 from pipeline.lake.decode import decode_sessions_page, screen_sessions_page, to_wire
-from pipeline.sync import _decode_batch
+from pipeline.sync import _check_not_repeated, _decode_batch
 from tests.unit.test_decode import BASE, base_items, page_body, set_session, wire
 
 
@@ -81,3 +81,28 @@ def test_screened_facts_that_disagree_with_the_parse_fail_by_page(alone):
     batch = [*others, lying] if not alone else [lying, fetched(8, UNKNOWN)]
     with pytest.raises(BadResponse, match=r"day 1 page 7\): the paging facts .* disagree"):
         _decode_batch(CLIENT, batch, what="day 1")
+
+
+def test_a_page_repeating_the_previous_one_by_its_ids_fails_even_if_its_bytes_differ():
+    # A server ignoring `page` on a busy day: the same sessions, one of them changed since.
+    changed = set_session(accountName="Acme Two")(BASE)
+    assert changed != BASE
+    pages = [fetched(0, BASE), fetched(1, changed)]
+    arrays, rows, _ = _decode_batch(CLIENT, pages, what="t")
+    ids = to_wire(arrays).field("id")
+    with pytest.raises(BadResponse, match=r"day 1 page 1\): the server returned the previous"):
+        _check_not_repeated(rows, ids, None, what="day 1")
+    # across batches too: the previous batch's last page is remembered
+    first = _check_not_repeated(rows[:1], ids.slice(0, 2), None, what="day 1")
+    assert first[0] == 0
+    with pytest.raises(BadResponse, match="previous page again"):
+        _check_not_repeated(rows[1:], ids.slice(2), first, what="day 1")
+
+
+def test_pages_with_other_ids_and_the_last_page_pass():
+    other = set_session(id="s9")(BASE)
+    last_again = page_body(base_items(), hasMorePages=False)
+    pages = [fetched(0, BASE), fetched(1, other), fetched(2, last_again)]
+    arrays, rows, _ = _decode_batch(CLIENT, pages, what="t")
+    last = _check_not_repeated(rows, to_wire(arrays).field("id"), None, what="t")
+    assert last[0] == 2 and last[1].to_pylist() == ["s1", "s2"]
