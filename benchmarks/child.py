@@ -140,6 +140,12 @@ MAIN, PAGING = "main", "paging threads"
 STEPS = (
     ("count requests (count_stores)", MAIN, "pipeline.sync", "count_stores"),
     ("waiting for the next page", MAIN, "pipeline.sync", "iter_window_pages"),
+    (
+        "parse pages in batches (parse_screened_pages)",
+        MAIN,
+        "pipeline.sync",
+        "parse_screened_pages",
+    ),
     ("flatten decoded pages (flatten_columnar)", MAIN, "pipeline.sync", "flatten_columnar"),
     ("flatten dict pages (flatten_page)", MAIN, "pipeline.sync", "flatten_page"),
     ("Parquet staging (RangeWriter.write)", MAIN, "pipeline.lake.store", "RangeWriter.write"),
@@ -150,12 +156,7 @@ STEPS = (
     ("Parquet row counts (_file_rows)", MAIN, "pipeline.sync", "_file_rows"),
     ("DuckDB commit (replace_day)", MAIN, "pipeline.sync", "replace_day"),
     ("HTTP request (EvoVoiceClient._send)", PAGING, "pipeline.evo.client", "EvoVoiceClient._send"),
-    (
-        "decode page to Arrow (decode_sessions_page)",
-        PAGING,
-        "pipeline.sync",
-        "decode_sessions_page",
-    ),
+    ("screen page (screen_sessions_page)", PAGING, "pipeline.sync", "screen_sessions_page"),
 )
 RESIDUAL = "sync_range's own code (batching, bookkeeping, summaries)"
 

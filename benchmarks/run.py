@@ -374,7 +374,7 @@ def _profile_markdown(
         "**Step by step, no profiler**: the real `sync_days` with a timer wrapped around each "
         "function `sync_range` calls (`benchmarks/child.py stages`). Main-thread steps add up to "
         "the wall time (the rest is `sync_range`'s own code); the paging thread fetches and "
-        "decodes the next page meanwhile, so its steps overlap them:",
+        "screens the next page meanwhile, so its steps overlap them:",
         "",
         "| step | thread | seconds | % of wall | sessions/s if alone |",
         "|---|---|---:|---:|---:|",
