@@ -369,7 +369,7 @@ def sync_range(
                 try:
                     files = lake.publish_day(staged[day], day, ctx.sync_id)
                     summary = summarize(day, files, len(losers.get(day, [])))
-                    replace_day(connection, lake, summary)
+                    replace_day(connection, lake, summary, check_views=not summaries)
                 except BaseException:
                     lake.rollback_day(day, ctx.sync_id)
                     raise

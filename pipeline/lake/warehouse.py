@@ -320,14 +320,19 @@ def day_sync_id(con: duckdb.DuckDBPyConnection, day: date) -> str | None:
     return row[0] if row else None
 
 
-def replace_day(con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary) -> None:
-    """Commit a published day: ``raw.*`` switches to the sync's files in one transaction."""
+def replace_day(
+    con: duckdb.DuckDBPyConnection, lake: Lake, summary: DaySummary, *, check_views: bool = True
+) -> None:
+    """Commit a published day: ``raw.*`` switches to the sync's files in one transaction.
+    ``check_views``: whether the views may still lack the lake's files (false once a day of
+    this connection is committed: 3 ms less per day)."""
     day = summary.partition_date
     con.execute("BEGIN")
     try:
-        current = _view_tags(con)
-        for table in SESSION_RAW_TABLES:  # the first day published: the views get files
-            _ensure_view(con, table, _view_sql(table, lake), current)
+        if check_views:
+            current = _view_tags(con)
+            for table in SESSION_RAW_TABLES:  # the first day published: the views get files
+                _ensure_view(con, table, _view_sql(table, lake), current)
         failpoint("inside_duckdb_transaction")
         row = summary.as_row()
         con.execute("DELETE FROM raw.synced_days WHERE partition_date = ?", [day])

@@ -296,7 +296,7 @@ def test_a_load_that_fails_puts_the_lake_back(tmp_path, monkeypatch):
         before = day_state(data_dir)
         emulator.store.insert_sessions(DAY, count=5)
 
-        def broken(con, files, summary):
+        def broken(con, files, summary, **_):
             raise OSError("No space left on device")
 
         monkeypatch.setattr(pipeline.sync, "replace_day", broken)
