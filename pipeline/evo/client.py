@@ -94,6 +94,19 @@ class Page:
     # whether waiting for more would keep it idle.
     next_in: bool = False
 
+    @classmethod
+    def of_decoded(cls, number: int, decoded: DecodedPage) -> Page:
+        return cls(
+            number=number,
+            items=[],
+            has_more_pages=decoded.has_more_pages,
+            total_count=decoded.total_count,
+            columns=decoded.columns,
+            ids=decoded.ids,
+            body=decoded.body,
+            empty=decoded.empty,
+        )
+
     @property
     def screened(self) -> bool:
         return self.empty is not None
@@ -685,16 +698,7 @@ class EvoVoiceClient:
         )
         if isinstance(payload, DecodedPage):
             self.stats.add(pages=1)
-            return Page(
-                number=number,
-                items=[],
-                has_more_pages=payload.has_more_pages,
-                total_count=payload.total_count,
-                columns=payload.columns,
-                ids=payload.ids,
-                body=payload.body,
-                empty=payload.empty,
-            )
+            return Page.of_decoded(number, payload)
         self.stats.add(pages=1)
         return page_from_payload(payload, number, path=path, what=page_what)
 

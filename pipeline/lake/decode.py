@@ -108,22 +108,10 @@ def decode_sessions_page(body: bytes) -> DecodedPage | None:
     one_string = _as_string(text)
     if not _is_utf8(one_string) or _explicit_null_in_application_data(text, one_string):
         return None
-    try:
-        table = pj.read_json(
-            pa.BufferReader(text),
-            read_options=pj.ReadOptions(block_size=len(text) + 64, use_threads=False),
-            parse_options=_PARSE_OPTIONS,
-        )
-    except _READ_ERRORS:
+    read = _read_pages(text, 1)
+    if read is None:
         return None
-    if table.num_rows != 1 or set(table.column_names) != set(_PAGE_JSON.names):
-        return None  # several documents, or a field we do not know (responseStatus...)
-    items = table.column("items").chunk(0) if table.column("items").num_chunks == 1 else None
-    if items is None or items.null_count or items.offset:
-        return None
-    sessions = items.values
-    if sessions.null_count or sessions.offset or not _is_wire_shape(sessions):
-        return None
+    table, sessions, _ = read
     return DecodedPage(
         columns=sessions,
         ids=sessions.field("id").to_pylist(),
@@ -192,6 +180,18 @@ def parse_screened_pages(bodies: Sequence[bytes]) -> ParsedPages | None:
     text = b"\n".join(body.strip() for body in bodies)
     if _explicit_null_in_application_data(text, _as_string(text)):
         return None
+    read = _read_pages(text, len(bodies))
+    if read is None:
+        return None
+    table, sessions, offsets = read
+    more = table.column("hasMorePages").to_pylist()
+    return ParsedPages(sessions, np.diff(offsets).tolist(), more)
+
+
+def _read_pages(text: bytes, documents: int) -> tuple[pa.Table, pa.StructArray, np.ndarray] | None:
+    """``documents`` page bodies, one per line, parsed in one call: the pages, every page's
+    sessions as one array and the offsets of each page's in it; None unless the fast path
+    takes them exactly."""
     try:
         table = pj.read_json(
             pa.BufferReader(text),
@@ -200,8 +200,8 @@ def parse_screened_pages(bodies: Sequence[bytes]) -> ParsedPages | None:
         )
     except _READ_ERRORS:
         return None
-    if table.num_rows != len(bodies) or set(table.column_names) != set(_PAGE_JSON.names):
-        return None
+    if table.num_rows != documents or set(table.column_names) != set(_PAGE_JSON.names):
+        return None  # several documents, or a field we do not know (responseStatus...)
     column = table.column("items")
     if column.num_chunks != 1:
         return None
@@ -214,8 +214,7 @@ def parse_screened_pages(bodies: Sequence[bytes]) -> ParsedPages | None:
         return None
     if sessions.null_count or sessions.offset or not _is_wire_shape(sessions):
         return None
-    more = table.column("hasMorePages").to_pylist()
-    return ParsedPages(sessions, np.diff(offsets).tolist(), more)
+    return table, sessions, offsets
 
 
 def to_wire(pages: Sequence[pa.StructArray]) -> pa.StructArray:

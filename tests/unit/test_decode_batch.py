@@ -17,18 +17,9 @@ from tests.unit.test_decode import BASE, base_items, page_body, set_session, wir
 
 def fetched(number: int, body: bytes) -> Page:
     """A page as the client yields it after the sessions' screen."""
-    d = screen_sessions_page(body)
-    assert d is not None
-    return Page(
-        number=number,
-        items=[],
-        has_more_pages=d.has_more_pages,
-        total_count=d.total_count,
-        columns=d.columns,
-        ids=d.ids,
-        body=d.body,
-        empty=d.empty,
-    )
+    decoded = screen_sessions_page(body)
+    assert decoded is not None
+    return Page.of_decoded(number, decoded)
 
 
 CLIENT = EvoVoiceClient(
