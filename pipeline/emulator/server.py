@@ -994,14 +994,10 @@ def run_emulator(
         emulator.stop()
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def serve_forever(
     config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 8000
 ) -> None:
-    """Serve the emulator in the foreground until interrupted (Ctrl-C)."""
+    """Serve the emulator in the foreground until interrupted (Ctrl-C, SIGTERM)."""
     config = config or EmulatorConfig()
     emulator = RunningEmulator(config, host, port)
     print(
@@ -1010,19 +1006,19 @@ def serve_forever(
         f"seed {config.seed})",
         flush=True,
     )
+    stop_requested: list[int] = []
     if threading.current_thread() is threading.main_thread():
-        # A process started in the background by a non-interactive shell inherits SIGINT
-        # ignored; a foreground server must still stop on Ctrl-C (and on SIGTERM).
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        # The handlers only note the signal (no lock, no exception): a KeyboardInterrupt
+        # raised into the main thread can land inside Thread.is_alive() or join() and leave
+        # the serving thread's state lock released or held wrongly, and stop() then hung
+        # (once in CI, over 60 s). A process started in the background by a non-interactive
+        # shell inherits SIGINT ignored; a foreground server must still stop on Ctrl-C.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda number, _frame: stop_requested.append(number))
     emulator.start()
     try:
-        # sleep, not Thread.join: a Ctrl-C that interrupts join() can leave the thread's
-        # state lock held, and stop()'s own join would then hang.
-        while emulator._thread.is_alive():
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        while not stop_requested and emulator._thread.is_alive():
+            time.sleep(0.2)
     finally:
         emulator.stop()
         print("Evo Voice emulator stopped", file=sys.stderr, flush=True)
