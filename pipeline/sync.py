@@ -26,11 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.evo.client import (
-    BadResponse,
-    EvoVoiceClient,
-    Page,
-)
+from pipeline.evo.client import EvoVoiceClient, Page
+from pipeline.evo.errors import BadResponse
 from pipeline.evo.sessions import (
     SESSIONS_PATH,
     count_stores,
