@@ -62,6 +62,7 @@ class Sizes:
     rss_big: int
     backfill_days: int  # scenario 6: N days x M sessions vs one day of N*M
     backfill_per_day: int
+    backfill_reps: int  # best of N for each, interleaved
     daily_rate: int  # scenario 7: sessions per day, history days big vs small
     daily_history_big: int
     daily_history_small: int
@@ -79,6 +80,7 @@ MODES = {
         rss_big=50_000,
         backfill_days=10,
         backfill_per_day=300,
+        backfill_reps=1,
         daily_rate=100,
         daily_history_big=100,
         daily_history_small=4,
@@ -97,6 +99,8 @@ MODES = {
         rss_big=500_000,
         backfill_days=90,
         backfill_per_day=1_000,
+        # One run of each varied 1.67-1.96x in three make bench runs of one commit.
+        backfill_reps=2,
         daily_rate=625,
         daily_history_big=400,  # 250k sessions
         daily_history_small=4,  # 2.5k sessions
@@ -113,6 +117,7 @@ MODES = {
         rss_big=500_000,
         backfill_days=90,
         backfill_per_day=1_000,
+        backfill_reps=2,
         daily_rate=12_500,
         daily_history_big=400,  # 5M sessions
         daily_history_small=4,  # 50k sessions
@@ -662,23 +667,28 @@ def section_backfill(report: Report, sizes: Sizes, anchor: date, seed: int) -> N
     last = anchor - timedelta(days=1)
     first = last - timedelta(days=sizes.backfill_days - 1)
     big = sizes.backfill_days * sizes.backfill_per_day
+    cases = {"many": (first, sizes.backfill_per_day), "one": (last, big)}
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
+    for _ in range(sizes.backfill_reps):
+        for case, (lo, per_day) in cases.items():
+            data_dir = fresh_dir(f"backfill-{case}-")
+            try:
+                with emulator(
+                    seed=seed,
+                    sessions_per_day=per_day,
+                    first_day=lo,
+                    last_day=last,
+                    now=midnight(anchor),
+                ) as emu:
+                    runs[case].append(
+                        dagster_backfill(emu.base_url, data_dir, first, lo, last, with_dbt=False)
+                    )
+            finally:
+                shutil.rmtree(data_dir, ignore_errors=True)
     results = {}
-    for case, (lo, per_day) in {
-        "many": (first, sizes.backfill_per_day),
-        "one": (last, big),
-    }.items():
-        data_dir = fresh_dir(f"backfill-{case}-")
-        try:
-            with emulator(
-                seed=seed,
-                sessions_per_day=per_day,
-                first_day=lo,
-                last_day=last,
-                now=midnight(anchor),
-            ) as emu:
-                result = dagster_backfill(emu.base_url, data_dir, first, lo, last, with_dbt=False)
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    for case, (lo, per_day) in cases.items():
+        result = min(runs[case], key=lambda r: r["seconds"])
+        every = ", ".join(f"{r['seconds']:.2f}" for r in runs[case])
         days = (last - lo).days + 1
         results[case] = report.add(
             Row(
@@ -690,7 +700,7 @@ def section_backfill(report: Report, sizes: Sizes, anchor: date, seed: int) -> N
                 result["seconds"],
                 result["cpu_seconds"],
                 note=f"run_backfill only (Dagster import {result['import_seconds']:.1f}s not "
-                "counted)",
+                f"counted); best of {every} s",
                 extra=result,
             )
         )
@@ -905,7 +915,7 @@ def _method_markdown(sizes: Sizes, anchor: date) -> str:
   and its own `DAGSTER_HOME` (SQLite run and event storage, as under `make`); production
   settings (7-day windows, 2 in parallel, 4 workers, 31 partitions per run).
   {s.backfill_days} days x {s.backfill_per_day} vs one day of
-  {s.backfill_days * s.backfill_per_day}.
+  {s.backfill_days * s.backfill_per_day}, best of {s.backfill_reps} each, interleaved.
 - Scenario 7 (`daily`): {s.daily_rate} sessions/day; history of {s.daily_history_big} days
   ({s.daily_history_big * s.daily_rate} sessions) vs {s.daily_history_small} days
   ({s.daily_history_small * s.daily_rate} sessions), loaded with `sync_days` (windows of up to
