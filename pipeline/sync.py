@@ -26,8 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.evo.client import EvoVoiceClient, Page
-from pipeline.evo.errors import BadResponse
+from pipeline.evo.client import EvoVoiceClient, Page, check_screened, repeated_page
 from pipeline.evo.sessions import (
     SESSIONS_PATH,
     count_stores,
@@ -397,7 +396,7 @@ def _decode_batch(
     parsed = parse_screened_pages([p.body for p in screened])
     if parsed is not None:
         for page, count, more in zip(screened, parsed.counts, parsed.has_more_pages, strict=True):
-            _check_screened(page, count == 0, more, what)
+            check_screened(page, count == 0, more, path=SESSIONS_PATH, what=what)
         arrays.append(parsed.sessions)
         rows.extend(zip(screened, parsed.counts, strict=True))
         return arrays, rows, []
@@ -407,7 +406,7 @@ def _decode_batch(
         if one is None:
             by_dict.append(client.parse_screened_page(page, path=SESSIONS_PATH, what=what))
             continue
-        _check_screened(page, not one.ids, one.has_more_pages, what)
+        check_screened(page, not one.ids, one.has_more_pages, path=SESSIONS_PATH, what=what)
         arrays.append(one.columns)
         rows.append((page, len(one.ids)))
     return arrays, rows, by_dict
@@ -435,20 +434,9 @@ def _check_not_repeated(
         if page is None or before is None or not len(page_ids) or page.is_last:
             continue
         if page_ids.equals(before[1]):
-            raise BadResponse(
-                f"GET {SESSIONS_PATH} ({what} page {number}): the server returned the previous "
-                "page again; it may not support the 'page' parameter"
-            )
+            raise repeated_page(SESSIONS_PATH, what, number)
     last = max(number for number, (page, _) in by_number.items() if page is not None)
     return last, by_number[last][1]
-
-
-def _check_screened(page: Page, empty: bool, more: bool | None, what: str) -> None:
-    if empty != page.empty or more is not page.has_more_pages:
-        raise BadResponse(
-            f"GET {SESSIONS_PATH} ({what} page {page.number}): the paging facts read from the "
-            "body disagree with its parse (a repeated key?)"
-        )
 
 
 class _WriterOpening:

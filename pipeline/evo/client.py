@@ -618,11 +618,7 @@ class EvoVoiceClient:
                 f"GET {path} ({page_what}): expected a JSON object, got {type(payload).__name__}"
             )
         parsed = page_from_payload(payload, page.number, path=path, what=page_what)
-        if parsed.is_last != page.is_last:
-            raise BadResponse(
-                f"GET {path} ({page_what}): the paging facts read from the body disagree with "
-                "its parse (a repeated key?)"
-            )
+        check_screened(page, not parsed.items, parsed.has_more_pages, path=path, what=what)
         return parsed
 
     def _with_retries(self, attempt: Callable[[], Any], *, what: str, path: str) -> Any:
@@ -839,11 +835,25 @@ def _check_not_repeated(
     (equal bytes mean equal ids; the ids are not known before the caller parses it)."""
     seen: list[Any] | bytes = (page.body or b"") if page.screened else page.item_ids()
     if previous is not None and seen and seen == previous and not page.is_last:
-        raise BadResponse(
-            f"GET {path} ({what} page {page.number}): the server returned the previous page "
-            "again; it may not support the 'page' parameter"
-        )
+        raise repeated_page(path, what, page.number)
     return seen
+
+
+def repeated_page(path: str, what: str, number: int) -> BadResponse:
+    return BadResponse(
+        f"GET {path} ({what} page {number}): the server returned the previous page again; it "
+        "may not support the 'page' parameter"
+    )
+
+
+def check_screened(page: Page, empty: bool, more: bool | None, *, path: str, what: str) -> None:
+    """Fail, by page, when a screened page's facts (empty? more pages?) disagree with its
+    parse: the paging already acted on them."""
+    if empty != page.empty or more is not page.has_more_pages:
+        raise BadResponse(
+            f"GET {path} ({what} page {page.number}): the paging facts read from the body "
+            "disagree with its parse (a repeated key?)"
+        )
 
 
 def _exhausted(exc: _Retryable, *, path: str, what: str, attempts: int) -> RequestFailed:

@@ -224,18 +224,24 @@ class Warehouse:
                 con.close()
 
     def replace_accounts(self, accounts: pa.Table, items: pa.Table) -> None:
-        with self.writer() as con:
-            con.execute("BEGIN")
-            try:
-                for name, table in (("accounts", accounts), ("account_billing_items", items)):
-                    con.register("incoming", table)
-                    con.execute(f"DELETE FROM raw.{name}")
-                    con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM incoming")
-                    con.unregister("incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with self.writer() as con, _transaction(con):
+            for name, table in (("accounts", accounts), ("account_billing_items", items)):
+                con.register("incoming", table)
+                con.execute(f"DELETE FROM raw.{name}")
+                con.execute(f"INSERT INTO raw.{name} BY NAME SELECT * FROM incoming")
+                con.unregister("incoming")
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The block's statements in one transaction: all of them or none, committed once."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 # Where a warehouse built before the raw views keeps its copied rows (not read by anything).
@@ -245,8 +251,7 @@ LEGACY_SCHEMA = "raw_before_lake_views"
 def ensure_raw_schema(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Create what ``raw`` lacks, in one transaction: all of it or none, and one commit instead
     of one per statement (about 14 to 11.5 ms on a new warehouse)."""
-    con.execute("BEGIN")
-    try:
+    with _transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS raw")
         for table, schema in {
             "accounts": ACCOUNTS,
@@ -261,10 +266,6 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         for table in SESSION_RAW_TABLES:
             sql = _view_sql(table, lake) if lake.has_files(table) else _empty_view_sql(table)
             _ensure_view(con, table, sql, current)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _ensure_view(
@@ -327,8 +328,7 @@ def replace_day(
     ``check_views``: whether the views may still lack the lake's files (false once a day of
     this connection is committed: 3 ms less per day)."""
     day = summary.partition_date
-    con.execute("BEGIN")
-    try:
+    with _transaction(con):
         if check_views:
             current = _view_tags(con)
             for table in SESSION_RAW_TABLES:  # the first day published: the views get files
@@ -341,7 +341,3 @@ def replace_day(
             f"VALUES ({', '.join('?' for _ in row)})",
             list(row.values()),
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
